@@ -1,0 +1,73 @@
+"""Shared timing and environment reporting for every benchmark (read PERFORMANCE.md section 4 first).
+
+* ``timeit`` warms a function up for at least ``warmup`` seconds, then takes the median of ``repeat`` timed
+  calls; never interleave two implementations inside one timing loop.
+* ``blas_info`` names the BLAS library and its kernel (threadpoolctl), which must accompany every ratio
+  against numpy: OPENBLAS_CORETYPE=Haswell halves numpy's sgemm on this machine.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import time
+
+import numpy as np
+
+
+def timeit(fn, *args, warmup: float = 0.15, repeat: int = 7, min_time: float = 0.02) -> float:
+    """Median seconds per call of ``fn(*args)`` after a warm-up; each sample loops until ``min_time``."""
+    t0 = time.perf_counter()
+    fn(*args)
+    while time.perf_counter() - t0 < warmup:
+        fn(*args)
+    samples = []
+    for _ in range(repeat):
+        n = 0
+        t = time.perf_counter()
+        while True:
+            fn(*args)
+            n += 1
+            el = time.perf_counter() - t
+            if el >= min_time:
+                break
+        samples.append(el / n)
+    return float(np.median(samples))
+
+
+def blas_info() -> str:
+    """'openblas SkylakeX 2 threads' style description of numpy's BLAS."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "threadpoolctl not installed"
+    parts = []
+    for info in threadpool_info():
+        if info.get("user_api") == "blas":
+            parts.append(f"{info.get('internal_api')} {info.get('architecture', '?')} "
+                         f"{info.get('num_threads')} threads")
+    return "; ".join(parts) or "no BLAS found"
+
+
+def environment() -> str:
+    env = {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "NUMBA_NUM_THREADS")}
+    import numba
+    return (f"python {platform.python_version()}, numpy {np.__version__}, numba {numba.__version__} "
+            f"({numba.config.NUMBA_DEFAULT_NUM_THREADS} threads), BLAS: {blas_info()}, env {env}")
+
+
+def torch_threads(n: int = 2):
+    import torch
+    torch.set_num_threads(n)
+    return torch
+
+
+def table(rows: list[dict], cols: list[str]) -> str:
+    """Markdown table of ``rows`` (dicts) in column order ``cols``; floats to 3 significant digits."""
+    def fmt(v):
+        if isinstance(v, float):
+            return f"{v:.3g}"
+        return str(v)
+    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        out.append("| " + " | ".join(fmt(r.get(c, "")) for c in cols) + " |")
+    return "\n".join(out)
