@@ -1,0 +1,1 @@
+"""Compression methods, one module per paper (see papers/ and /work/shared/PAPERS.md)."""

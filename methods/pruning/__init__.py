@@ -1,0 +1,1 @@
+"""Family P, parameter pruning. Shared helpers: common (masks), report (tables, sensitivity), surgery (structure)."""

@@ -1,0 +1,137 @@
+"""Mask utilities of methods/pruning/common.py on tiny models (exact mask counts, errors, revivable masks)."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from methods.pruning import common
+from nn.activations import ReLU
+from nn.containers import Sequential
+from nn.linear import Linear
+
+
+def tiny(dtype=np.float64):
+    return Sequential(Linear(6, 5, rng=1, dtype=dtype), ReLU(), Linear(5, 3, rng=2, dtype=dtype))
+
+
+def test_prunable_names_are_weights_only():
+    assert common.prunable_names(tiny()) == ["0.weight", "2.weight"]
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_magnitude_mask_prunes_exact_count_of_smallest(rng, dtype):
+    w = rng.standard_normal((7, 9)).astype(dtype)
+    m = common.magnitude_mask(w, 0.4)
+    k = int(np.floor(0.4 * w.size))
+    assert m.dtype == dtype and m.shape == w.shape
+    assert int((m == 0).sum()) == k
+    assert np.abs(w[m == 0]).max() <= np.abs(w[m == 1]).min()
+    assert common.magnitude_mask(w, 0.0).all()
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.0, 1.5, float("nan")])
+def test_ratio_outside_unit_interval_is_refused(rng, bad):
+    with pytest.raises(ValueError, match=r"\[0, 1\)"):
+        common.magnitude_mask(rng.standard_normal(10), bad)
+    with pytest.raises(ValueError, match="0.weight"):
+        common.layer_masks(tiny(), {"0.weight": bad})
+
+
+def test_std_threshold_mask_is_han_rule(rng):
+    w = rng.standard_normal(1000)
+    m = common.std_threshold_mask(w, 0.5)
+    np.testing.assert_array_equal(m, (np.abs(w) > 0.5 * w.std()).astype(w.dtype))
+
+
+def test_std_threshold_masks_second_round_prunes_further():
+    model = tiny()
+    m1 = common.std_threshold_masks(model, 1.0)
+    common.apply_masks(model, m1)
+    m2 = common.std_threshold_masks(model, 1.0)
+    for n in m1:
+        assert np.all(m2[n] <= m1[n]) and m2[n].sum() < m1[n].sum()
+
+
+def test_global_masks_pool_all_layers(rng):
+    model = tiny()
+    params = dict(model.named_parameters())
+    params["2.weight"] *= 100  # the second layer is far larger: a global threshold prunes only the first
+    masks = common.global_magnitude_masks(model, 0.5)
+    total = params["0.weight"].size + params["2.weight"].size
+    assert sum(int((m == 0).sum()) for m in masks.values()) == int(np.floor(0.5 * total))
+    assert masks["2.weight"].all()
+
+
+def test_apply_masks_zeroes_weights_and_attaches(rng):
+    model = tiny()
+    masks = common.layer_masks(model, {"0.weight": 0.5, "2.weight": 0.2})
+    common.apply_masks(model, masks)
+    params = dict(model.named_parameters())
+    for n, m in masks.items():
+        assert np.all(params[n][m == 0] == 0)
+    assert set(dict(model.named_masks())) == set(masks)
+    rows = common.sparsity_stats(model)
+    assert rows[0]["nonzero"] == 15 and rows[1]["nonzero"] == 12
+    assert rows[-1]["name"] == "total" and rows[-1]["numel"] == 45
+    assert common.compression_ratio(model) == pytest.approx(45 / 27)
+    common.remove_masks(model)
+    assert not dict(model.named_masks())
+
+
+def test_apply_masks_errors_name_and_shape():
+    model = tiny()
+    with pytest.raises(KeyError, match=r"0\.weight.*2\.weight"):
+        common.apply_masks(model, {"1.weight": np.ones((5, 6))})
+    with pytest.raises(ValueError, match="shape"):
+        common.apply_masks(model, {"0.weight": np.ones((6, 5))})
+    with pytest.raises(KeyError, match="prunable"):
+        common.layer_masks(model, 0.5, names=["9.weight"])
+
+
+def test_score_masks_global_and_layer(rng):
+    s = {"a": rng.random((4, 4)), "b": 10 + rng.random((2, 3))}
+    g = common.score_masks(s, 0.5)
+    assert g["b"].all() and int((g["a"] == 0).sum()) == 11
+    lay = common.score_masks(s, 0.5, scope="layer")
+    assert int((lay["b"] == 0).sum()) == 3
+    with pytest.raises(ValueError, match="scope"):
+        common.score_masks(s, 0.5, scope="row")
+
+
+def test_revivable_mask_splices_weights_back(rng):
+    model = tiny()
+    params = dict(model.named_parameters())
+    grads = dict(model.named_grads())
+    w0 = params["0.weight"].copy()
+    mask = common.magnitude_mask(w0, 0.5)
+    rev = common.RevivableMask(model, {"0.weight": mask})
+    np.testing.assert_array_equal(params["0.weight"], w0 * mask)
+    # a gradient step reaches the pruned (masked) entries of the dense copy
+    grads["0.weight"][...] = -1.0
+
+    def sgd():
+        params["0.weight"][...] -= 0.5 * grads["0.weight"]
+    rev.step(sgd)
+    np.testing.assert_allclose(rev.dense["0.weight"], w0 + 0.5)
+    np.testing.assert_array_equal(params["0.weight"], (w0 + 0.5) * mask)
+    # a rule that keeps everything splices the pruned weights back
+    changes = rev.update(lambda name, w, t: np.ones_like(w))
+    assert changes["0.weight"] == (0, int((mask == 0).sum()))
+    np.testing.assert_allclose(params["0.weight"], w0 + 0.5)
+    rev.update(lambda name, w, t: mask)
+    rev.freeze()
+    assert np.all(params["0.weight"][mask == 0] == 0)
+
+
+def test_revivable_refuses_fixed_masks():
+    model = tiny()
+    common.apply_masks(model, common.layer_masks(model, 0.5))
+    with pytest.raises(ValueError, match="fixed"):
+        common.RevivableMask(model, {"0.weight": np.ones((5, 6))})
+
+
+def test_zero_by_masks_does_not_attach():
+    model = tiny()
+    common.zero_by_masks(model, common.layer_masks(model, 0.5))
+    assert not dict(model.named_masks())
+    assert common.sparsity_stats(model)[-1]["sparsity"] == pytest.approx((15 + 7) / 45)
