@@ -150,19 +150,10 @@ def std_threshold_masks(model: Module, quality: float | dict[str, float],
 
 def global_magnitude_masks(model: Module, ratio: float, names: Iterable[str] | None = None) -> Masks:
     """One magnitude threshold across all named weights: the fraction ``ratio`` of them (pooled) is pruned."""
-    ratio = _check_ratio(ratio, "global pruning")
     names = _resolve(model, names)
     params = _params(model)
-    if not names:
-        return {}
-    flat = np.concatenate([np.abs(params[n]).ravel().astype(np.float64) for n in names])
-    pooled = magnitude_mask(flat, ratio)
-    out, start = {}, 0
-    for n in names:
-        w = params[n]
-        out[n] = pooled[start:start + w.size].reshape(w.shape).astype(w.dtype)
-        start += w.size
-    return out
+    masks = score_masks({n: np.abs(params[n]) for n in names}, ratio)
+    return {n: m.astype(params[n].dtype) for n, m in masks.items()}
 
 
 def score_masks(scores: dict[str, np.ndarray], ratio: float, scope: str = "global") -> Masks:
@@ -310,13 +301,13 @@ def sparsity_stats(model: Module, names: Iterable[str] | None = None) -> list[di
     for n in names:
         p = params[n]
         k = int(np.count_nonzero(p))
-        rows.append(dict(name=n, shape=tuple(p.shape), numel=int(p.size), nonzero=k,
-                         sparsity=1.0 - k / p.size if p.size else 0.0,
-                         compression=p.size / k if k else float("inf")))
+        rows.append({"name": n, "shape": tuple(p.shape), "numel": int(p.size), "nonzero": k,
+                         "sparsity": 1.0 - k / p.size if p.size else 0.0,
+                         "compression": p.size / k if k else float("inf")})
         tot += p.size
         nz += k
-    rows.append(dict(name="total", shape=(), numel=tot, nonzero=nz, sparsity=1.0 - nz / tot if tot else 0.0,
-                     compression=tot / nz if nz else float("inf")))
+    rows.append({"name": "total", "shape": (), "numel": tot, "nonzero": nz, "sparsity": 1.0 - nz / tot if tot else 0.0,
+                     "compression": tot / nz if nz else float("inf")})
     return rows
 
 
@@ -341,8 +332,9 @@ def deploy_sparse(model: Module, inplace: bool = False, min_sparsity: float = 0.
     parent container, under the same child name, so parameter names do not change. Returns the new model
     (a deep copy unless ``inplace``).
     """
-    from nn.linear import Linear
     from nn.sparse import SparseLinear
+
+    from nn.linear import Linear
     try:
         from nn.conv import Conv2d
         from nn.sparse import SparseConv2d
