@@ -26,6 +26,8 @@ Coupling rules and what is refused (ValueError naming the layer):
   and of output channels;
 * ``ChannelSplit`` sections are recomputed (a section may not become empty); ``ChannelShuffle(g)`` requires the
   same within-group positions to be removed from all g groups;
+* ``ShortcutA`` (ResNet option A: subsample + zero channels padded on both sides): its input channels and its
+  zero channels follow the residual streams they are added to;
 * channels that reach the model input or the model output cannot be removed.
 
 The masked equivalent
@@ -63,7 +65,7 @@ class Node:
 
     name: str
     module: Module
-    kind: str  # conv | gconv | dwconv | linear | bn | flatten | shuffle | split | channelwise
+    kind: str  # conv | gconv | dwconv | linear | bn | flatten | shuffle | split | shortcut_a | channelwise
     in_atoms: np.ndarray  # (C_in,) int64, or (F,) after Flatten
     out_atoms: np.ndarray  # (C_out,) int64
 
@@ -209,12 +211,18 @@ def _leaf(m: Module, where: str, x: np.ndarray, y: np.ndarray, atoms: np.ndarray
         perm = atoms.reshape(1, -1)  # (1, C): shuffle the atom list exactly as the tensor
         from nn.containers import channel_shuffle
         return "shuffle", channel_shuffle(perm, m.groups).reshape(-1)
+    if _is(m, "ShortcutA"):
+        # He et al. 2016 option A: subsample and zero-pad channels on both sides; the padded channels are new
+        # (always zero) atoms that a residual add ties to the body's channels.
+        lo, hi = m.pad
+        return "shortcut_a", np.concatenate([t.new_atoms(lo), atoms, t.new_atoms(hi)])
     if _is(m, *CHANNELWISE) and not m._parameters:
         if y.ndim < 2 or y.shape[1] != x.shape[1]:
             raise ValueError(f"surgery: {type(m).__name__} {where!r} changed the channel count {x.shape} -> {y.shape}")
         return "channelwise", atoms
     raise ValueError(f"surgery: layer {where!r} ({type(m).__name__}) is not supported: its channel coupling is "
-                     f"unknown (supported: Conv2d, Linear, BatchNorm1d/2d, Flatten, ChannelShuffle, {CHANNELWISE})")
+                     f"unknown (supported: Conv2d, Linear, BatchNorm1d/2d, Flatten, ChannelShuffle, ShortcutA, "
+                     f"{CHANNELWISE})")
 
 
 # ----------------------------------------------------------------------------------- groups
@@ -410,6 +418,11 @@ def _edit(t: Trace, n: Node, removed: set[int]):
             raise ValueError(f"surgery: the plan empties a section of ChannelSplit {where!r} (sections {m.sections} "
                              f"-> {sections})")
         return lambda: setattr(m, "sections", sections)
+    if n.kind == "shortcut_a":
+        lo, ci = m.pad[0], len(ik)
+        pad = (int(ok[:lo].sum()), int(ok[lo + ci:].sum()))
+        return lambda: (setattr(m, "pad", pad), setattr(m, "in_channels", int(ik.sum())),
+                        setattr(m, "out_channels", int(ok.sum())))
     if n.kind == "shuffle":
         rows = ik.reshape(m.groups, -1)  # (G, Cg)
         if not (rows == rows[0]).all():

@@ -226,6 +226,43 @@ def test_concat_channel_offsets(rng):
     assert_close("concat columns", shrunk[4].weight, w[:, [1, 2, 5, 6, 10]], F64)
 
 
+# ----------------------------------------------------------------------------------- the model zoo
+
+
+def zoo(name, **kw):
+    from nn.models import build
+    return build(name, rng=0, dtype=F64, **kw)
+
+
+def test_zoo_lenet5(rng):
+    check_equivalent(zoo("lenet5"), {"0": np.arange(0, 20, 2), "2": np.arange(25), "5": np.arange(300)},
+                     (1, 28, 28), rng, {"2.weight": (25, 10, 5, 5), "5.weight": (300, 400), "7.weight": (10, 300)})
+
+
+def test_zoo_vgg_small(rng):
+    plan = {"0": np.arange(16), "3": np.arange(1, 32, 2), "14": np.arange(64, 128)}
+    check_equivalent(zoo("vgg_small", in_channels=1, image_size=16), plan, (1, 16, 16), rng,
+                     {"3.weight": (16, 16, 3, 3), "7.weight": (64, 16, 3, 3), "17.weight": (128, 64, 3, 3)})
+
+
+@pytest.mark.parametrize("shortcut", ["A", "B"])
+def test_zoo_resnet20(rng, shortcut):
+    model = zoo("resnet20", in_channels=1, shortcut=shortcut)
+    inner = prunable_layers(model, (1, 8, 8))
+    assert len(inner) == 9 and all(n.endswith(".0.body.0") for n in inner)  # first conv of each block
+    plan = {n: np.arange(0, model.state_dict()[n + ".weight"].shape[0], 2) for n in inner}
+    check_equivalent(model, plan, (1, 8, 8), rng, {"3.0.0.body.3.weight": (16, 8, 3, 3)})
+    # The first stage's stream, through every identity add (and, with option A, into later stages' streams).
+    check_equivalent(model, {"0": np.arange(12)}, (1, 8, 8), rng, {"3.2.0.body.3.weight": (12, 16, 3, 3)})
+
+
+def test_zoo_resnet20_option_a_stream_groups():
+    groups = channel_groups(zoo("resnet20", in_channels=1, shortcut="A"), (1, 8, 8))
+    streams = [g for g in groups if len(g.layers) > 2]
+    # Option A pads stage k's stream into the middle of stage k+1's: all three streams become one group.
+    assert len(streams) == 1 and streams[0].channels == 64 and "0" in streams[0].layers
+
+
 # ----------------------------------------------------------------------------------- refusals
 
 
