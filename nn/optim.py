@@ -79,8 +79,8 @@ class Optimizer:
         if problems:
             raise ValueError(f"{kind}.load_state_dict: " + "; ".join(problems))
         self.lr = float(sd["lr"])
-        for h in self.hyper:
-            setattr(self, h, sd[h])
+        for h in self.hyper:  # a checkpoint may hand tuples back as lists
+            setattr(self, h, tuple(sd[h]) if isinstance(sd[h], list) else sd[h])
         self.state = {name: {k: (v.astype(params[name].dtype, copy=True) if isinstance(v, np.ndarray) else v)
                              for k, v in st.items()} for name, st in sd["state"].items()}
 
