@@ -1,0 +1,151 @@
+"""Batch normalisation (Ioffe & Szegedy 2015) over (N, C), (N, C, L) or (N, C, H, W), as torch.nn.BatchNorm1d/2d.
+
+Training normalises with the batch mean and the *biased* batch variance, and updates the running statistics
+with the *unbiased* variance, exactly as torch:
+
+    running_mean = (1 - m) running_mean + m mean
+    running_var  = (1 - m) running_var  + m var * n / (n - 1)      (n = values per channel)
+
+where m = momentum, or 1 / num_batches_tracked when momentum is None (a cumulative average). Evaluation uses
+the running statistics (batch statistics when ``track_running_stats=False``). An empty batch returns an empty
+output, leaves the running statistics alone and still counts in ``num_batches_tracked``, as torch does.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from nn.module import Module
+
+
+def batchnorm_forward(x: np.ndarray, axes: tuple[int, ...], weight: np.ndarray | None, bias: np.ndarray | None,
+                      mean: np.ndarray, var: np.ndarray, eps: float):
+    """y = (x - mean) / sqrt(var + eps) * weight + bias, per channel (axis 1).
+
+    mean, var (C,) are broadcast along ``axes``. Returns ``(y, x_hat, inv_std)`` with x_hat x.shape and
+    inv_std (C,), which the backward needs.
+    """
+    shape = _channel_shape(x.ndim)
+    inv_std = (1.0 / np.sqrt(var + eps)).astype(x.dtype)
+    x_hat = (x - mean.reshape(shape)) * inv_std.reshape(shape)
+    y = x_hat * weight.reshape(shape) if weight is not None else x_hat.copy()
+    if bias is not None:
+        y += bias.reshape(shape)
+    return y, x_hat, inv_std
+
+
+def batchnorm_backward(g: np.ndarray, x_hat: np.ndarray, inv_std: np.ndarray, weight: np.ndarray | None,
+                       axes: tuple[int, ...], batch_stats: bool):
+    """Gradients (dx x.shape, dweight (C,), dbias (C,)) of ``batchnorm_forward``.
+
+    With batch statistics the mean and variance depend on x:
+        dx = inv_std / n * (n dxh - sum(dxh) - x_hat * sum(dxh * x_hat)),   dxh = g * weight
+    with running statistics they are constants and dx = dxh * inv_std.
+    """
+    shape = _channel_shape(g.ndim)
+    dweight = (g * x_hat).sum(axis=axes)
+    dbias = g.sum(axis=axes)
+    scale = inv_std if weight is None else inv_std * weight  # (C,)
+    if not batch_stats:
+        return g * scale.reshape(shape), dweight, dbias
+    n = g.size // g.shape[1] if g.shape[1] else 0
+    if n == 0:
+        return np.zeros_like(g), dweight, dbias
+    dx = (g - (dbias / n).reshape(shape) - x_hat * (dweight / n).reshape(shape)) * scale.reshape(shape)
+    return dx, dweight, dbias
+
+
+def _channel_shape(ndim: int) -> tuple[int, ...]:
+    return (1, -1) + (1,) * (ndim - 2)
+
+
+class _BatchNorm(Module):
+    _ndims: tuple[int, ...] = ()
+    _what = ""
+
+    def __init__(self, num_features: int, eps: float = 1e-5, momentum: float | None = 0.1, affine: bool = True,
+                 track_running_stats: bool = True, dtype=np.float32) -> None:
+        super().__init__()
+        name = type(self).__name__
+        if not isinstance(num_features, (int, np.integer)) or num_features < 1:
+            raise ValueError(f"{name}: num_features must be a positive int, got {num_features!r}")
+        if momentum is not None and not 0.0 <= momentum <= 1.0:
+            raise ValueError(f"{name}: momentum must be in [0, 1] or None, got {momentum}")
+        self.num_features, self.eps = int(num_features), float(eps)
+        self.momentum = None if momentum is None else float(momentum)
+        self.affine, self.track_running_stats = bool(affine), bool(track_running_stats)
+        dtype = np.dtype(dtype)
+        self.register_parameter("weight", np.ones(num_features, dtype) if affine else None)
+        self.register_parameter("bias", np.zeros(num_features, dtype) if affine else None)
+        if track_running_stats:
+            self.register_buffer("running_mean", np.zeros(num_features, dtype))
+            self.register_buffer("running_var", np.ones(num_features, dtype))
+            self.register_buffer("num_batches_tracked", np.array(0, np.int64))
+        else:
+            for b in ("running_mean", "running_var", "num_batches_tracked"):
+                object.__setattr__(self, b, None)
+
+    def _check(self, x: np.ndarray) -> tuple[int, ...]:
+        name = type(self).__name__
+        self._check_input(x, self._ndims, self._what)
+        if x.shape[1] != self.num_features:
+            raise ValueError(f"{name}({self.num_features}) got {x.shape[1]} channels (input shape {x.shape})")
+        if self.track_running_stats and x.dtype != self.running_mean.dtype:
+            raise TypeError(f"{name} got {x.dtype} input but its running statistics are {self.running_mean.dtype}; "
+                            f"use .to(np.{x.dtype.name})")
+        return (0,) + tuple(range(2, x.ndim))
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        axes = self._check(x)
+        batch_stats = self.training or not self.track_running_stats
+        n = x.size // x.shape[1]
+        if batch_stats and n == 1:
+            raise ValueError(f"{type(self).__name__}: expected more than 1 value per channel when training, "
+                             f"got input shape {x.shape}")
+        if self.training and self.track_running_stats:
+            self.num_batches_tracked = self.num_batches_tracked + 1
+        if batch_stats and n > 0:
+            mean = x.mean(axis=axes)
+            var = x.var(axis=axes)  # biased: what normalises the batch
+            if self.training and self.track_running_stats:
+                # m = momentum, or 1/num_batches_tracked (cumulative moving average) when momentum is None
+                m = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+                self.running_mean = ((1 - m) * self.running_mean + m * mean).astype(x.dtype)
+                # the running variance uses the unbiased estimate var * n / (n - 1)
+                self.running_var = ((1 - m) * self.running_var + m * var * (n / (n - 1))).astype(x.dtype)
+        elif batch_stats:  # empty batch: nothing to normalise, statistics untouched
+            mean = var = np.zeros(x.shape[1], x.dtype)
+        else:
+            mean, var = self.running_mean, self.running_var
+        y, x_hat, inv_std = batchnorm_forward(x, axes, self.weight, self.bias, mean, var, self.eps)
+        self._save(x_hat=x_hat, inv_std=inv_std, axes=axes, batch_stats=batch_stats)
+        return y
+
+    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+        c = self._take()
+        if grad_output.shape != c["x_hat"].shape:
+            raise ValueError(f"{type(self).__name__}.backward: grad_output shape {grad_output.shape} "
+                             f"!= output shape {c['x_hat'].shape}")
+        dx, dw, db = batchnorm_backward(grad_output, c["x_hat"], c["inv_std"], self.weight, c["axes"],
+                                        c["batch_stats"])
+        if self.affine:
+            self._grads["weight"] += dw
+            self._grads["bias"] += db
+        return dx
+
+    def extra_repr(self) -> str:
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, affine={self.affine}, "
+                f"track_running_stats={self.track_running_stats}")
+
+
+class BatchNorm1d(_BatchNorm):
+    """Input (N, C) or (N, C, L)."""
+
+    _ndims = (2, 3)
+    _what = "(N, C) or (N, C, L)"
+
+
+class BatchNorm2d(_BatchNorm):
+    """Input (N, C, H, W)."""
+
+    _ndims = (4,)
+    _what = "(N, C, H, W)"
