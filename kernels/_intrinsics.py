@@ -173,32 +173,27 @@ def shift_tile(MR: int, NV: int, NT: int):
     ``[k8][NV*8 output lanes]``, each word holding 8 nibbles for 8/NT consecutive k and NT terms
     (nibble ``j`` = bits 4j..4j+3 is term ``j % NT`` of input ``k8*(8/NT) + j // NT``).
 
-    Nibble = ``sign << 3 | m``: m = 0 is zero, else the term is ``(-1)**sign * (x << (m - 1))``. The count
-    ``m - 1`` is -1 (i.e. >= 32) for zero codes and ``vpsllvd`` then gives 0; ``vpsignd`` applies the sign
-    from the nibble's top bit moved to bit 31 (its operand is nonzero whenever m != 0)."""
+    Nibble = ``sign << 3 | m``: m = 0 is zero, else the term is ``(-1)**sign * (x << (m - 1))``.
+    ``vpsllvd`` shifts each lane by its own count ``m - 1``; for m = 0 the count is -1, i.e. >= 32, and the
+    instruction returns 0. ``vpsignd`` negates where its operand is negative: the word shifted left so that
+    nibble ``j`` occupies bits 28..31 puts the nibble's sign bit in bit 31 (lower nibbles only matter when
+    that operand would be 0, which needs m = 0 and then the shifted value is already 0)."""
     v8 = ir.VectorType(I32, 8)
-    per = 8 // NT
+    seven, one = ir.Constant(v8, [7] * 8), ir.Constant(v8, [1] * 8)
 
     def step(builder, a_ptr, rows, b_ptr, b_off, k, accs):
         sllv = _fn(builder, "llvm.x86.avx2.psllv.d.256", v8, [v8, v8])
         psign = _fn(builder, "llvm.x86.avx2.psign.d", v8, [v8, v8])
         bk = builder.add(b_off, builder.mul(k, ir.Constant(I64, 8 * NV)))
         words = [_load(builder, b_ptr, builder.add(bk, ir.Constant(I64, 8 * v)), v8) for v in range(NV)]
-        kk = builder.mul(k, ir.Constant(I64, per))
-        xs = [[_splat(builder, _load(builder, a_ptr, builder.add(rows[r], builder.add(kk, ir.Constant(I64, i))),
-                                     I32), 8) for i in range(per)] for r in range(MR)]
-        seven, one = ir.Constant(v8, [7] * 8), ir.Constant(v8, [1] * 8)
-        top = ir.Constant(v8, [-(1 << 28)] * 8)  # 0xF0000000: the nibble after moving it to bits 28..31
+        kk = builder.mul(k, ir.Constant(I64, 8 // NT))
         for j in range(8):
-            cnts, sgns = [], []
-            for v in range(NV):
-                w = words[v]
-                nib = builder.lshr(w, ir.Constant(v8, [4 * j] * 8)) if j else w
-                cnts.append(builder.sub(builder.and_(nib, seven), one))
-                hi = builder.shl(w, ir.Constant(v8, [28 - 4 * j] * 8)) if j < 7 else w
-                sgns.append(builder.and_(hi, top))
+            cnts = [builder.sub(builder.and_(builder.lshr(w, ir.Constant(v8, [4 * j] * 8)), seven), one)
+                    for w in words]
+            sgns = [builder.shl(w, ir.Constant(v8, [28 - 4 * j] * 8)) for w in words]
             for r in range(MR):
-                x = xs[r][j // NT]
+                off = builder.add(rows[r], builder.add(kk, ir.Constant(I64, j // NT)))
+                x = _splat(builder, _load(builder, a_ptr, off, I32), 8)
                 for v in range(NV):
                     t = builder.call(psign, [builder.call(sllv, [x, cnts[v]]), sgns[v]])
                     accs[r][v] = builder.add(accs[r][v], t)
