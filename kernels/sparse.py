@@ -1,0 +1,243 @@
+"""Sparse (CSR) weights times dense activations: SpMM and a sparse 2-D convolution, for pruned inference.
+
+Public: ``spmm(W, X)`` = W @ X with W in CSR (M, K) and X dense (K, N); ``csr_from_dense(W, mask=None)``;
+``sparse_conv2d(x, W, kernel_size, stride, padding, dilation)`` (im2col, then ``spmm``). Each has a plain
+NumPy twin: ``spmm_ref``, ``csr_from_dense_ref``, ``sparse_conv2d_ref``. See kernels/README.md "Sparse".
+
+A CSR matrix is a ``scipy.sparse.csr_matrix`` or a tuple ``(data, indices, indptr, shape)``: ``data`` (nnz,)
+float32/float64, ``indices`` (nnz,) and ``indptr`` (M + 1,) int32 or int64. Unsorted column indices and
+duplicates are allowed (duplicates add up, as in scipy).
+
+Kernel (three levels): ``_rows`` (serial, one block of rows) keeps a chunk of ``CH`` outputs of one row in
+registers -- the chunk width is a compile-time constant so LLVM unrolls the column loop and keeps the
+accumulators in vector registers (PERFORMANCE.md 3.3: a runtime trip count broke this) -- and walks the
+row's nonzeros: acc += W[i, k] * X[k, chunk]. ``_spmm_parallel`` splits the rows into blocks (each output
+row is written by one thread, in one fixed order, so 1 and N threads give identical results); the blocks
+loop over column chunks outside their rows so one (K, CH) panel of X stays in L2.
+"""
+from __future__ import annotations
+
+import numba
+import numpy as np
+from numba import prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from kernels._config import njit, pjit
+
+_FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
+_INTS = (np.dtype(np.int32), np.dtype(np.int64))
+CH32 = 64   # float32 outputs per register chunk: 8 ymm (AVX2) or 4 zmm accumulators
+CH64 = 32   # float64 outputs per register chunk: the same 256 bytes
+ROWS = 32   # rows per parallel block
+
+
+# ---------------------------------------------------------------------------------------------- CSR input
+def _as_csr(W, name: str = "W"):
+    """(data, indices, indptr, (M, K)) from a scipy CSR matrix or a tuple, after checking everything."""
+    if hasattr(W, "format") and hasattr(W, "indptr"):
+        if W.format != "csr":
+            raise TypeError(f"{name} must be CSR, got scipy format {W.format!r} (convert with .tocsr())")
+        data, indices, indptr, shape = W.data, W.indices, W.indptr, W.shape
+    elif isinstance(W, tuple) and len(W) == 4:
+        data, indices, indptr, shape = W
+    else:
+        raise TypeError(f"{name} must be a scipy.sparse.csr_matrix or a tuple (data, indices, indptr, shape), "
+                        f"got {type(W).__name__}")
+    for nm, a, kinds in (("data", data, _FLOATS), ("indices", indices, _INTS), ("indptr", indptr, _INTS)):
+        if not isinstance(a, np.ndarray):
+            raise TypeError(f"{name}.{nm} must be a numpy array, got {type(a).__name__}")
+        if a.dtype not in kinds:
+            raise TypeError(f"{name}.{nm} must have dtype in {[str(k) for k in kinds]}, got {a.dtype}")
+        if a.ndim != 1 or not a.flags.c_contiguous:
+            raise ValueError(f"{name}.{nm} must be a 1-d C-contiguous array, got shape {a.shape}")
+    if len(shape) != 2 or any(int(s) < 0 for s in shape):
+        raise ValueError(f"{name} shape must be (M, K) with M, K >= 0, got {shape}")
+    M, K = int(shape[0]), int(shape[1])
+    if indptr.shape[0] != M + 1:
+        raise ValueError(f"{name}.indptr must have M + 1 = {M + 1} entries, got {indptr.shape[0]}")
+    if indices.shape[0] != data.shape[0]:
+        raise ValueError(f"{name}: indices ({indices.shape[0]}) and data ({data.shape[0]}) differ in length")
+    if indptr[0] != 0 or indptr[-1] != data.shape[0] or np.any(np.diff(indptr) < 0):
+        raise ValueError(f"{name}.indptr must rise from 0 to nnz={data.shape[0]} without decreasing")
+    if indices.size and (indices.min() < 0 or indices.max() >= K):
+        raise ValueError(f"{name}.indices must lie in [0, {K}), got [{indices.min()}, {indices.max()}]")
+    return data, indices, indptr, (M, K)
+
+
+def csr_from_dense_ref(W: np.ndarray, mask: np.ndarray | None = None):
+    """Plain twin of ``csr_from_dense``: nonzeros of ``W * (mask != 0)`` in row-major order."""
+    keep = (W != 0) if mask is None else (W != 0) & (np.asarray(mask) != 0)
+    rows, cols = np.nonzero(keep)
+    indptr = np.zeros(W.shape[0] + 1, np.int32)
+    np.cumsum(np.bincount(rows, minlength=W.shape[0]), out=indptr[1:])
+    return W[rows, cols].copy(), cols.astype(np.int32), indptr, W.shape
+
+
+def csr_from_dense(W: np.ndarray, mask: np.ndarray | None = None):
+    """Dense (M, K) float -> CSR tuple ``(data (nnz,) W.dtype, indices (nnz,) int32, indptr (M+1,) int32,
+    (M, K))`` of the entries that are nonzero and (if ``mask`` is given) not masked out (mask == 0).
+
+    Sorted column indices, no duplicates. Explicit zeros in ``W`` are dropped even where the mask keeps them.
+    """
+    if not isinstance(W, np.ndarray) or W.dtype not in _FLOATS:
+        raise TypeError(f"csr_from_dense: W must be a float32/float64 numpy array, got "
+                        f"{getattr(W, 'dtype', type(W).__name__)}")
+    if W.ndim != 2:
+        raise ValueError(f"csr_from_dense: W must be 2-d (M, K), got shape {W.shape}")
+    if W.size >= 2**31:
+        raise ValueError("csr_from_dense: int32 indices cannot address a matrix with >= 2**31 entries")
+    if mask is not None and np.shape(mask) != W.shape:
+        raise ValueError(f"csr_from_dense: mask shape {np.shape(mask)} differs from W shape {W.shape}")
+    return csr_from_dense_ref(W, mask)
+
+
+# ---------------------------------------------------------------------------------------------- kernels
+@intrinsic
+def _stack_buffer(typingctx, size, dtype):
+    """Pointer to ``size`` elements on the stack: with a constant size LLVM promotes them to registers."""
+    def codegen(context, builder, signature, args):
+        return cgutils.alloca_once(builder, context.get_value_type(dtype.dtype), size=args[0])
+    return types.CPointer(dtype.dtype)(types.intp, dtype), codegen
+
+
+# fastmath "contract" only lets LLVM fuse acc + v * x into one FMA: still one fixed order per output, so
+# 1 and N threads agree exactly; the result differs from spmm_ref only by rounding (float tolerance).
+@njit(inline="always", fastmath={"contract"})
+def _chunk(data, indices, indptr, X, out, i0, i1, j0, acc, width):
+    """out[i, j0:j0+width] = sum_p data[p] * X[indices[p], j0:j0+width] for rows i0 <= i < i1."""
+    for i in range(i0, i1):
+        for j in range(width):
+            acc[j] = 0
+        for p in range(indptr[i], indptr[i + 1]):
+            v = data[p]
+            k = indices[p]
+            for j in range(width):
+                acc[j] += v * X[k, j0 + j]
+        for j in range(width):
+            out[i, j0 + j] = acc[j]
+
+
+@njit(inline="always", fastmath={"contract"})
+def _row_block(data, indices, indptr, X, out, i0, i1, acc, ch):
+    """Rows i0 <= i < i1 of the output, in column chunks of ``ch`` (a constant at every call site)."""
+    N = X.shape[1]
+    full = N - N % ch
+    for j0 in range(0, full, ch):
+        _chunk(data, indices, indptr, X, out, i0, i1, j0, acc, ch)
+    if full < N:
+        _chunk(data, indices, indptr, X, out, i0, i1, full, acc, N - full)
+
+
+# One serial kernel per chunk width: the stack buffer needs its size as a literal constant.
+@njit(fastmath={"contract"})
+def _rows32(data, indices, indptr, X, out, i0, i1):
+    _row_block(data, indices, indptr, X, out, i0, i1, numba.carray(_stack_buffer(CH32, X.dtype), CH32), CH32)
+
+
+@njit(fastmath={"contract"})
+def _rows64(data, indices, indptr, X, out, i0, i1):
+    _row_block(data, indices, indptr, X, out, i0, i1, numba.carray(_stack_buffer(CH64, X.dtype), CH64), CH64)
+
+
+@pjit
+def _spmm_parallel(data, indices, indptr, X, out):
+    M = out.shape[0]
+    for b in prange((M + ROWS - 1) // ROWS):
+        i0 = b * ROWS
+        i1 = min(M, i0 + ROWS)
+        if X.itemsize == 4:
+            _rows32(data, indices, indptr, X, out, i0, i1)
+        else:
+            _rows64(data, indices, indptr, X, out, i0, i1)
+
+
+def spmm_ref(W, X: np.ndarray) -> np.ndarray:
+    """Plain twin of ``spmm``: densify W and multiply (float64 accumulation by NumPy, then X.dtype)."""
+    data, indices, indptr, (M, K) = _as_csr(W)
+    dense = np.zeros((M, K), np.float64)
+    rows = np.repeat(np.arange(M), np.diff(indptr))
+    np.add.at(dense, (rows, indices), data)  # duplicates add up
+    return (dense @ X.astype(np.float64)).astype(X.dtype)
+
+
+def spmm(W, X: np.ndarray) -> np.ndarray:
+    """W @ X for W CSR (M, K) and X dense (K, N), C-contiguous, same float dtype as W.data -> (M, N)."""
+    data, indices, indptr, (M, K) = _as_csr(W)
+    if not isinstance(X, np.ndarray):
+        raise TypeError(f"spmm: X must be a numpy array, got {type(X).__name__}")
+    if X.dtype != data.dtype:
+        raise TypeError(f"spmm: X is {X.dtype} but W.data is {data.dtype}; convert one explicitly")
+    if X.ndim != 2 or X.shape[0] != K:
+        raise ValueError(f"spmm: X must be 2-d (K={K}, N), got shape {X.shape}")
+    if not X.flags.c_contiguous:
+        raise ValueError("spmm: X must be C-contiguous (use np.ascontiguousarray)")
+    out = np.empty((M, X.shape[1]), X.dtype)
+    if M and X.shape[1]:
+        _spmm_parallel(data, indices, indptr, X, out)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- convolution
+def _pair(v, name: str, minimum: int) -> tuple[int, int]:
+    if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
+        v = (int(v), int(v))
+    elif isinstance(v, (tuple, list)) and len(v) == 2 and all(isinstance(e, (int, np.integer)) for e in v):
+        v = (int(v[0]), int(v[1]))
+    else:
+        raise TypeError(f"sparse_conv2d: {name} must be an int or a pair of ints, got {v!r}")
+    if min(v) < minimum:
+        raise ValueError(f"sparse_conv2d: {name} must be >= {minimum}, got {v}")
+    return v
+
+
+def im2col(x: np.ndarray, kernel_size, stride, padding, dilation) -> tuple[np.ndarray, tuple[int, int]]:
+    """x (N, C, H, W) -> columns (C*kH*kW, N*Ho*Wo), zero padding; row order (c, i, j) as an OIHW weight."""
+    (kH, kW), (sh, sw), (ph, pw), (dh, dw) = kernel_size, stride, padding, dilation
+    N, C, H, W = x.shape
+    Ho = (H + 2 * ph - dh * (kH - 1) - 1) // sh + 1
+    Wo = (W + 2 * pw - dw * (kW - 1) - 1) // sw + 1
+    if Ho < 1 or Wo < 1:
+        raise ValueError(f"sparse_conv2d: dilated kernel larger than the padded input {(H + 2 * ph, W + 2 * pw)}")
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if ph or pw else x
+    cols = np.empty((C, kH, kW, N, Ho, Wo), x.dtype)
+    for i in range(kH):
+        for j in range(kW):
+            win = xp[:, :, i * dh: i * dh + sh * (Ho - 1) + 1: sh, j * dw: j * dw + sw * (Wo - 1) + 1: sw]
+            cols[:, i, j] = win.transpose(1, 0, 2, 3)  # (N, C, Ho, Wo) -> (C, N, Ho, Wo)
+    return cols.reshape(C * kH * kW, N * Ho * Wo), (Ho, Wo)  # (K, N*L)
+
+
+def _conv_args(x, W, kernel_size, stride, padding, dilation):
+    if not isinstance(x, np.ndarray) or x.ndim != 4:
+        raise ValueError(f"sparse_conv2d: x must be a 4-d array (N, Ci, H, W), got {getattr(x, 'shape', x)}")
+    data, indices, indptr, (Co, K) = _as_csr(W, "weight")
+    ks = _pair(kernel_size, "kernel_size", 1)
+    args = ks, _pair(stride, "stride", 1), _pair(padding, "padding", 0), _pair(dilation, "dilation", 1)
+    if K != x.shape[1] * ks[0] * ks[1]:
+        raise ValueError(f"sparse_conv2d: weight has {K} columns but Ci*kH*kW = {x.shape[1]}*{ks[0]}*{ks[1]} "
+                         f"(only groups=1 is supported)")
+    return (data, indices, indptr, (Co, K)), args
+
+
+def sparse_conv2d(x: np.ndarray, W, kernel_size, stride=1, padding=0, dilation=1) -> np.ndarray:
+    """Convolution with a CSR weight: x (N, Ci, H, W) float, W CSR (Co, Ci*kH*kW) (an OIHW weight flattened
+    per output channel) -> (N, Co, Ho, Wo), zero padding, groups=1 only (a grouped weight is block-diagonal:
+    give each group its own call)."""
+    W, args = _conv_args(x, W, kernel_size, stride, padding, dilation)
+    if x.dtype != W[0].dtype:
+        raise TypeError(f"sparse_conv2d: x is {x.dtype} but the weight is {W[0].dtype}; convert one explicitly")
+    N = x.shape[0]
+    cols, (Ho, Wo) = im2col(x, *args)
+    y = spmm(W, cols)  # (Co, K) @ (K, N*L) -> (Co, N*L)
+    return np.ascontiguousarray(y.reshape(-1, N, Ho, Wo).transpose(1, 0, 2, 3))  # (N, Co, Ho, Wo)
+
+
+def sparse_conv2d_ref(x: np.ndarray, W, kernel_size, stride=1, padding=0, dilation=1) -> np.ndarray:
+    """Plain twin: densify W to OIHW and run the reference convolution ``kernels.conv.conv2d_ref``."""
+    from kernels.conv import conv2d_ref
+    (data, indices, indptr, (Co, K)), (ks, st, pd, dl) = _conv_args(x, W, kernel_size, stride, padding, dilation)
+    dense = np.zeros((Co, K), np.float64)
+    np.add.at(dense, (np.repeat(np.arange(Co), np.diff(indptr)), indices), data)
+    w = dense.reshape(Co, x.shape[1], *ks)  # (Co, Ci, kH, kW)
+    return conv2d_ref(x.astype(np.float64), w, None, st, pd, dl).astype(x.dtype)
