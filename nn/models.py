@@ -115,8 +115,13 @@ class ShortcutA(Module):
         if out_channels < in_channels or stride < 1:
             raise ValueError(f"ShortcutA needs out_channels >= in_channels and stride >= 1, got "
                              f"{in_channels} -> {out_channels}, stride {stride}")
-        self.in_channels, self.out_channels, self.stride = int(in_channels), int(out_channels), int(stride)
-        self.pad = ((out_channels - in_channels) // 2, out_channels - in_channels - (out_channels - in_channels) // 2)
+        self.in_channels, self.stride = int(in_channels), int(stride)
+        extra = int(out_channels) - self.in_channels
+        self.pad = (extra // 2, extra - extra // 2)
+
+    @property
+    def out_channels(self) -> int:  # derived, so channel surgery only has to edit in_channels and pad
+        return self.in_channels + self.pad[0] + self.pad[1]
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self._check_input(x, (4,), "(N, C, H, W)")

@@ -1,0 +1,294 @@
+"""Per-layer profile of a model: parameters, nonzeros, MACs, FLOPs, bytes of storage and measured latency.
+
+``profile(model, input_shape)`` runs one forward in eval mode on random input while each recorded module's
+``forward`` is temporarily wrapped on the instance (and restored afterwards) to capture its input and output
+shapes; then it counts each module by the rules below and, if asked, times each layer's forward alone on the
+input it saw. ``summary_table(rows)`` prints the rows with totals; ``model_latency`` times the whole model.
+
+Which modules get a row
+    every leaf (a module without children), every module that defines ``macs`` (it then owns its subtree:
+    no rows below it), and every ``Residual`` (for its add). Rows come in execution order; a module called
+    several times in one forward gets one row with its counts summed.
+
+Counting convention (multiply-accumulates and floating-point operations are reported separately)
+    * 1 MAC = 2 FLOPs (one multiply, one add). ``flops`` = 2 * ``macs`` + the extra FLOPs listed here.
+    * Linear: MACs = prod(out_shape[:-1]) * I * O (any number of leading dims); bias: + numel(out) FLOPs.
+    * Conv2d: MACs = N * Co * Ho * Wo * (Ci / G) * kH * kW (grouped and depthwise convs counted correctly,
+      from the weight shape (Co, Ci/G, kH, kW)); bias: + numel(out) FLOPs.
+    * BatchNorm (inference, statistics folded into one scale and one shift): 2 FLOPs per output element.
+    * Elementwise activations, FLOPs per output element, counting each add, multiply, divide, comparison
+      and transcendental (exp, tanh) as 1: ReLU 1, ReLU6 2, LeakyReLU 2, Tanh 1, Sigmoid 4 (neg, exp, add,
+      divide), Hardsigmoid 4 (add, max, min, multiply), Hardswish 5, Softmax 5 (max, subtract, exp, sum,
+      divide).
+    * MaxPool2d: kH * kW - 1 comparisons per output element. AvgPool2d: kH * kW (kH * kW - 1 adds and one
+      multiply). AdaptiveAvgPool2d: the size of each output element's bin (bin - 1 adds, one multiply).
+    * Residual: 1 add per output element.
+    * Flatten, Identity, Dropout (eval), Concat, ChannelSplit, ChannelShuffle, ShortcutA: 0 (data movement).
+    * Any module may define ``macs(in_shape, out_shape)`` and ``flops(in_shape, out_shape)``; with ``macs``
+      only, FLOPs = 2 * MACs. A leaf of any other type counts 0 and its row has ``counted=False`` (marked
+      ``?`` in the table).
+
+Storage: ``bytes`` = sum of ``nbytes`` of the parameters and buffers (masks excluded), unless the module
+defines ``storage_bytes()`` (compressed layers do). ``nonzeros`` counts nonzero parameter entries.
+Latency: median milliseconds of the layer's forward alone on its recorded input, after a warm-up.
+"""
+from __future__ import annotations
+
+import math
+import time
+
+import numpy as np
+
+from nn.module import Module
+
+_ELEMENTWISE_FLOPS = {"ReLU": 1, "ReLU6": 2, "LeakyReLU": 2, "Tanh": 1, "Sigmoid": 4, "Hardsigmoid": 4,
+                      "Hardswish": 5, "Softmax": 5}
+_FREE = {"Flatten", "Identity", "Dropout", "Concat", "ChannelSplit", "ChannelShuffle", "Sequential"}
+
+
+def _rule_name(m: Module) -> str | None:
+    """The first class in the MRO with a counting rule, so a subclass (e.g. a quantised Conv2d) inherits it."""
+    known = {"Linear", "Conv2d", "BatchNorm1d", "BatchNorm2d", "_BatchNorm", "MaxPool2d", "AvgPool2d",
+             "AdaptiveAvgPool2d", "Residual"} | set(_ELEMENTWISE_FLOPS) | _FREE
+    for klass in type(m).__mro__:
+        if klass.__name__ in known:
+            return klass.__name__
+    return None
+
+
+def _pair(v) -> tuple[int, int]:
+    return (int(v), int(v)) if np.isscalar(v) else (int(v[0]), int(v[1]))
+
+
+def _adaptive_bins(n_in: int, n_out: int) -> int:
+    """Total size of torch's adaptive bins [floor(i n / o), ceil((i + 1) n / o)) along one axis."""
+    return sum(-((-(i + 1) * n_in) // n_out) - (i * n_in) // n_out for i in range(n_out))
+
+
+def count(m: Module, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> tuple[int, int, bool]:
+    """``(macs, flops, counted)`` of one call of ``m`` mapping ``in_shape`` to ``out_shape`` (rules above)."""
+    out_n = math.prod(out_shape)
+    if hasattr(m, "macs"):
+        macs = int(m.macs(in_shape, out_shape))
+        flops = int(m.flops(in_shape, out_shape)) if hasattr(m, "flops") else 2 * macs
+        return macs, flops, True
+    rule = _rule_name(m)
+    bias = out_n if getattr(m, "bias", None) is not None and rule in ("Linear", "Conv2d") else 0
+    if rule == "Linear":
+        O, I = m.weight.shape
+        macs = math.prod(out_shape[:-1]) * I * O
+        return macs, 2 * macs + bias, True
+    if rule == "Conv2d":
+        macs = out_n * math.prod(m.weight.shape[1:])  # (N*Co*Ho*Wo) * (Ci/G * kH * kW)
+        return macs, 2 * macs + bias, True
+    if rule in ("BatchNorm1d", "BatchNorm2d", "_BatchNorm"):
+        return 0, 2 * out_n, True
+    if rule in _ELEMENTWISE_FLOPS:
+        return 0, _ELEMENTWISE_FLOPS[rule] * out_n, True
+    if rule in ("MaxPool2d", "AvgPool2d"):
+        kk = math.prod(_pair(m.kernel_size))
+        return 0, (kk - 1 if rule == "MaxPool2d" else kk) * out_n, True
+    if rule == "AdaptiveAvgPool2d":
+        lead = math.prod(out_shape[:-2])
+        per = _adaptive_bins(in_shape[-2], out_shape[-2]) * _adaptive_bins(in_shape[-1], out_shape[-1])
+        return 0, lead * per, True
+    if rule == "Residual":
+        return 0, out_n, True
+    if rule in _FREE:
+        return 0, 0, True
+    return 0, 0, False
+
+
+def storage_bytes(m: Module) -> int:
+    """Bytes ``m`` (and its subtree) stores: ``m.storage_bytes()`` if defined, else parameters + buffers."""
+    if hasattr(m, "storage_bytes"):
+        return int(m.storage_bytes())
+    arrays = [p for _, p in m.named_parameters()] + [np.asarray(b) for _, b in m.named_buffers()]
+    return int(sum(a.nbytes for a in arrays))
+
+
+def _median_ms(fn, repeat: int, warmup: float, min_time: float) -> float:
+    """Median milliseconds per call over ``repeat`` samples, each looping until ``min_time``, after warm-up."""
+    t0 = time.perf_counter()
+    fn()
+    while time.perf_counter() - t0 < warmup:
+        fn()
+    samples = []
+    for _ in range(repeat):
+        n, t = 0, time.perf_counter()
+        while True:
+            fn()
+            n += 1
+            el = time.perf_counter() - t
+            if el >= min_time:
+                break
+        samples.append(el / n)
+    return 1e3 * float(np.median(samples))
+
+
+def _recorded(model: Module) -> list[tuple[str, Module, bool]]:
+    """(name, module, owns_subtree) for every module that gets a row (see the module docstring)."""
+    out, owned, seen = [], [], set()
+    for name, m in model.named_modules():
+        if id(m) in seen or any(o == "" or name.startswith(o + ".") for o in owned):
+            continue  # a module reachable under two names (shared) is recorded once, under the first
+        seen.add(id(m))
+        leaf = not m._modules
+        if leaf or hasattr(m, "macs"):
+            out.append((name, m, True))
+            if not leaf:
+                owned.append(name)
+        elif _rule_name(m) == "Residual":
+            out.append((name, m, False))
+    return out
+
+
+def _own_or_subtree(m: Module, subtree: bool) -> tuple[int, int, int]:
+    """(params, nonzeros, bytes) of ``m`` alone or of its subtree."""
+    if subtree:
+        params = [p for _, p in m.named_parameters()]
+        nbytes = storage_bytes(m)
+    else:
+        params = list(m._parameters.values())
+        nbytes = int(sum(p.nbytes for p in params) + sum(np.asarray(b).nbytes for b in m._buffers.values()))
+    return int(sum(p.size for p in params)), int(sum(np.count_nonzero(p) for p in params)), nbytes
+
+
+def profile(model: Module, input_shape: tuple[int, ...], dtype=np.float32, latency: bool = True, repeat: int = 5,
+            warmup: float = 0.01, min_time: float = 1e-3, rng: np.random.Generator | None = None) -> list[dict]:
+    """Profile ``model`` on a random (standard normal) input of ``input_shape`` (batch included) in eval mode.
+
+    Parameters
+    ----------
+    model : Module, whose parameters have dtype ``dtype``.
+    input_shape : full input shape, e.g. (1, 3, 32, 32).
+    latency : time each recorded layer's forward (median ms of ``repeat`` samples of at least ``min_time`` s,
+        after ``warmup`` s); ``latency_ms`` is None when False and for ``Residual`` rows.
+
+    Returns
+    -------
+    rows : list of dicts in execution order with keys name, type, in_shape, out_shape, params, nonzeros, macs,
+        flops, bytes, latency_ms, counted, calls. Training flags and forward caches are restored afterwards.
+    """
+    rng = np.random.default_rng(0) if rng is None else rng
+    x = rng.standard_normal(input_shape).astype(dtype)
+    recorded = _recorded(model)
+    calls: dict[str, list] = {name: [] for name, _, _ in recorded}
+    saved_training = {id(m): m.training for m in model.modules()}
+    saved_cache = {id(m): m._cache for m in model.modules()}
+    patched, order = [], []
+
+    def wrap(name, fwd, keep):
+        def forward(*args, **kwargs):
+            y = fwd(*args, **kwargs)
+            if not calls[name]:
+                order.append(name)  # execution order (a Residual completes after its branches)
+            calls[name].append((args[0].shape, y.shape, args[0].copy() if keep else None))
+            return y
+        return forward
+
+    try:
+        model.eval()
+        for name, m, subtree in recorded:
+            had = "forward" in m.__dict__
+            patched.append((m, had, m.__dict__.get("forward")))
+            object.__setattr__(m, "forward", wrap(name, m.forward, latency and subtree))
+        model(x)
+    finally:
+        for m, had, old in reversed(patched):
+            if had:
+                object.__setattr__(m, "forward", old)
+            else:
+                del m.__dict__["forward"]
+
+    rows = []
+    try:
+        by_name = {name: (m, subtree) for name, m, subtree in recorded}
+        for name in order:
+            m, subtree = by_name[name]
+            macs = flops = 0
+            counted = True
+            for in_shape, out_shape, _ in calls[name]:
+                a, b, ok = count(m, tuple(in_shape), tuple(out_shape))
+                macs, flops, counted = macs + a, flops + b, counted and ok
+            params, nonzeros, nbytes = _own_or_subtree(m, subtree)
+            lat = None
+            if latency and subtree:
+                lat = sum(_median_ms(lambda xi=xi, f=m.forward: f(xi), repeat, warmup, min_time)
+                          for _, _, xi in calls[name])
+            rows.append({"name": name or "(model)", "type": type(m).__name__, "in_shape": tuple(calls[name][0][0]),
+                         "out_shape": tuple(calls[name][-1][1]), "params": params, "nonzeros": nonzeros,
+                         "macs": macs, "flops": flops, "bytes": nbytes, "latency_ms": lat, "counted": counted,
+                         "calls": len(calls[name])})
+    finally:
+        for m in model.modules():
+            object.__setattr__(m, "training", saved_training[id(m)])
+            object.__setattr__(m, "_cache", saved_cache[id(m)])
+    return rows
+
+
+def totals(rows: list[dict]) -> dict:
+    """Sums of params, nonzeros, MACs, FLOPs, bytes and per-layer latencies over ``rows``."""
+    out = {k: int(sum(r[k] for r in rows)) for k in ("params", "nonzeros", "macs", "flops", "bytes")}
+    lats = [r["latency_ms"] for r in rows if r["latency_ms"] is not None]
+    out["latency_ms"] = float(sum(lats)) if lats else None
+    return out
+
+
+def _human(n: float) -> str:
+    for unit, div in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if abs(n) >= div:
+            return f"{n / div:.2f}{unit}"
+    return str(int(n))
+
+
+def summary_table(rows: list[dict]) -> str:
+    """Aligned text table of ``rows`` with a totals line; exact integers, plus K/M/G for the totals."""
+    cols = ["name", "type", "output", "params", "MACs", "FLOPs", "bytes", "ms"]
+    body = []
+    for r in rows:
+        body.append([r["name"], r["type"] + ("" if r["counted"] else " ?"), "x".join(map(str, r["out_shape"])),
+                     f"{r['params']:,}", f"{r['macs']:,}", f"{r['flops']:,}", f"{r['bytes']:,}",
+                     "-" if r["latency_ms"] is None else f"{r['latency_ms']:.3f}"])
+    t = totals(rows)
+    body.append(["total", "", "", f"{t['params']:,}", f"{t['macs']:,}", f"{t['flops']:,}", f"{t['bytes']:,}",
+                 "-" if t["latency_ms"] is None else f"{t['latency_ms']:.3f}"])
+    body.append(["", "", "", _human(t["params"]), _human(t["macs"]), _human(t["flops"]), _human(t["bytes"]), ""])
+    widths = [max(len(c), *(len(b[i]) for b in body)) for i, c in enumerate(cols)]
+    left = {0, 1, 2}
+
+    def fmt(cells):
+        return "  ".join(c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+
+    lines = [fmt(cols), fmt(["-" * w for w in widths])] + [fmt(b) for b in body[:-2]]
+    lines += [fmt(["-" * w for w in widths]), fmt(body[-2]), fmt(body[-1])]
+    if not all(r["counted"] for r in rows):
+        lines.append("? = layer type without a counting rule: 0 MACs and FLOPs assumed")
+    lines.append("1 MAC = 2 FLOPs; ms = median forward latency of the layer alone (total = sum of layers)")
+    return "\n".join(lines)
+
+
+def model_latency(model: Module, batch, input_shape: tuple[int, ...] | None = None, dtype=np.float32,
+                  repeat: int = 7, warmup: float = 0.1, min_time: float = 0.01,
+                  rng: np.random.Generator | None = None) -> dict:
+    """Whole-model forward latency in eval mode.
+
+    ``batch`` is an input array, or a batch size with ``input_shape`` the per-sample shape (e.g. (3, 32, 32)).
+    Returns ``{"batch", "median_ms", "per_sample_ms", "repeat"}``; training flags and caches are restored.
+    """
+    if isinstance(batch, np.ndarray):
+        x = batch
+    else:
+        if input_shape is None:
+            raise ValueError("model_latency: give an input array, or a batch size and the per-sample input_shape")
+        rng = np.random.default_rng(0) if rng is None else rng
+        x = rng.standard_normal((int(batch), *input_shape)).astype(dtype)
+    saved = {id(m): (m.training, m._cache) for m in model.modules()}
+    try:
+        model.eval()
+        ms = _median_ms(lambda: model(x), repeat, warmup, min_time)
+    finally:
+        for m in model.modules():
+            object.__setattr__(m, "training", saved[id(m)][0])
+            object.__setattr__(m, "_cache", saved[id(m)][1])
+    return {"batch": int(x.shape[0]), "median_ms": ms, "per_sample_ms": ms / x.shape[0], "repeat": repeat}
