@@ -2,10 +2,30 @@
 
 Public: ``conv2d``, ``conv2d_backward`` (fast) and their plain NumPy twins ``conv2d_ref``,
 ``conv2d_backward_ref``. Zero padding; ``stride``, ``padding``, ``dilation`` are ints or (h, w) pairs.
+
+Fast path, per group g (K = Ci/G*kH*kW reduction, L = Ho*Wo, M = Co/G):
+
+* forward  Y[n, g] (M, L)  = W_g (M, K) @ col(x[n, g]) (K, L)
+* grad x   col(dx[n, g])   = W_g^T (K, M) @ dY[n, g] (M, L), scattered back (col2im)
+* grad W   dW_g (M, K)     = sum_n dY[n, g] (M, L) @ col(x[n, g])^T (L, K)
+
+all three through one register-tiled micro-kernel ``_micro`` (an MR x NR block of C = A^T B over packed
+panels A (k, MR) and B (k, NR), accumulators in an alloca that LLVM keeps in vector registers). im2col
+panels are packed per task into per-task buffers and never materialised whole. Layers with one input
+channel per group (depthwise) use direct loops instead. Every output element is computed by one task in a
+fixed order, so results do not depend on the number of threads.
 """
 from __future__ import annotations
 
+from collections import namedtuple
+
+import numba
 import numpy as np
+from numba.core import cgutils, types
+from numba.extending import intrinsic
+
+from kernels._config import get_num_threads, njit, pjit
+from kernels._intrinsics import _target_features
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 
@@ -128,12 +148,353 @@ def conv2d_backward_ref(grad_output, x, weight, stride=1, padding=0, dilation=1,
     gb = grad_output.sum(axis=(0, 2, 3))
     return np.ascontiguousarray(gx), gw, gb
 
+# ---------------------------------------------------------------------------------------------- fast path
+# Register tile: _MR rows x 4 vectors (AVX2: 3 x 32 float32 = 12 ymm accumulators + 3 broadcasts + 1 load of
+# the 16 registers; AVX-512: 3 x 64). float64 tiles hold half as many columns.
+_VEC_BYTES = 64 if "avx512f" in _target_features() else 32
+_MR = 3
+_NR32 = _VEC_BYTES
+_NR64 = _VEC_BYTES // 2
+_TILE = _MR * _NR32
+# FMA contraction only (no reassociation): each product-sum keeps its order, so results stay reproducible
+# and independent of the thread count; without it LLVM emits separate multiply and add.
+_FMA = {"contract"}
+_MIN_TASKS = 8  # split channel / column blocks until a layer has this many tasks (a function of shape only)
+
+# Every size the kernels need, passed to numba as one named tuple (x: N Ci H W, weight: Co Cig kH kW, stride,
+# padding, dilation as (h, w), output Ho Wo, groups G).
+_Geo = namedtuple("_Geo", "N Ci H W Co Cig kH kW sh sw ph pw dh dw Ho Wo G")
+
+
+@intrinsic
+def _stack_tile(typingctx, n, dtype):
+    """Pointer to ``n`` (a literal) elements of ``dtype`` on the stack; LLVM promotes it to registers."""
+    if not isinstance(n, types.IntegerLiteral):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return cgutils.alloca_once(builder, context.get_data_type(dtype.dtype), size=n.literal_value)
+    return types.CPointer(dtype.dtype)(n, dtype), codegen
+
+
+@njit(fastmath=_FMA)
+def _micro(kc, A, a0, B, b0, out):
+    """out[r, j] = sum_{k < kc} A[a0 + k*MR + r] * B[b0 + k*nr + j] for r < MR, j < nr (packed flat panels)."""
+    nr = _NR32 if B.itemsize == 4 else _NR64
+    acc = numba.carray(_stack_tile(_TILE, B.dtype), (_MR, nr))
+    for r in range(_MR):
+        for j in range(nr):
+            acc[r, j] = 0.0
+    for k in range(kc):
+        p = a0 + k * _MR
+        q = b0 + k * nr
+        a_0 = A[p]
+        a_1 = A[p + 1]
+        a_2 = A[p + 2]
+        for j in range(nr):
+            b = B[q + j]
+            acc[0, j] += a_0 * b
+            acc[1, j] += a_1 * b
+            acc[2, j] += a_2 * b
+    for r in range(_MR):
+        for j in range(nr):
+            out[r, j] = acc[r, j]
+
+
+@njit
+def _tap(k, geo):
+    """Kernel row k of a group -> (channel offset c, input row offset of output row 0 for that tap (i*dh - ph),
+    column offset (j*dw - pw), first and one-past-last output column whose input column is inside x)."""
+    W, kH, kW, sw, ph, pw, dh, dw, Wo = geo.W, geo.kH, geo.kW, geo.sw, geo.ph, geo.pw, geo.dh, geo.dw, geo.Wo
+    c = k // (kH * kW)
+    r = k - c * kH * kW
+    i = r // kW
+    j = r - i * kW
+    off_w = j * dw - pw
+    ow_lo = 0 if off_w >= 0 else (-off_w + sw - 1) // sw
+    ow_hi = min(Wo, (W - 1 - off_w) // sw + 1) if W - 1 - off_w >= 0 else 0
+    return c, i * dh - ph, off_w, ow_lo, max(ow_lo, ow_hi)
+
+
+@njit
+def _pack_col(x, n, cbase, k0, nk, l0, nl, dst, sk, sl, geo):
+    """dst[kk*sk + ll*sl] = col(x[n])[k0 + kk, l0 + ll] (im2col of channels cbase.., zero padding)."""
+    H, sh, sw, Wo = geo.H, geo.sh, geo.sw, geo.Wo
+    for kk in range(nk):
+        c, off_h, off_w, ow_lo, ow_hi = _tap(k0 + kk, geo)
+        l = l0
+        while l < l0 + nl:
+            oh = l // Wo
+            ow0 = l - oh * Wo
+            ow1 = min(Wo, ow0 + l0 + nl - l)
+            base = kk * sk + (l - l0 - ow0) * sl  # dst index of column ow is base + ow*sl
+            ih = oh * sh + off_h
+            lo, hi = ow0, ow0
+            if 0 <= ih < H:
+                lo = min(max(ow0, ow_lo), ow1)
+                hi = max(min(ow1, ow_hi), lo)
+            for ow in range(ow0, lo):
+                dst[base + ow * sl] = 0.0
+            for ow in range(lo, hi):
+                dst[base + ow * sl] = x[n, cbase + c, ih, ow * sw + off_w]
+            for ow in range(hi, ow1):
+                dst[base + ow * sl] = 0.0
+            l += ow1 - ow0
+
+
+@njit
+def _scatter_col(tile, nk, k0, l0, nl, dx, n, cbase, geo):
+    """col2im: dx[n, cbase + c, ih, iw] += tile[kk, ll] for the in-bounds taps of rows k0 + kk, columns l0 + ll."""
+    H, sh, sw, Wo = geo.H, geo.sh, geo.sw, geo.Wo
+    for kk in range(nk):
+        c, off_h, off_w, ow_lo, ow_hi = _tap(k0 + kk, geo)
+        l = l0
+        while l < l0 + nl:
+            oh = l // Wo
+            ow0 = l - oh * Wo
+            ow1 = min(Wo, ow0 + l0 + nl - l)
+            ih = oh * sh + off_h
+            if 0 <= ih < H:
+                shift = l - l0 - ow0
+                for ow in range(max(ow0, ow_lo), min(ow1, ow_hi)):
+                    dx[n, cbase + c, ih, ow * sw + off_w] += tile[kk, shift + ow]
+            l += ow1 - ow0
+
+
+@pjit
+def _gemm_forward(x, Wp, bias, y, geo, nlb, nchunks):
+    """y (N, Co, L) = W_g @ col(x[n, g]) (+ bias); tasks (n, g, column block of nr), Wp (G, nmb, K, MR)."""
+    N, Co, Cig, kH, kW, Ho, Wo, G = geo.N, geo.Co, geo.Cig, geo.kH, geo.kW, geo.Ho, geo.Wo, geo.G
+    M, K, L = Co // G, Cig * kH * kW, Ho * Wo
+    nr = _NR32 if x.itemsize == 4 else _NR64
+    nmb = (M + _MR - 1) // _MR
+    ntask = N * G * nlb
+    for t in numba.prange(nchunks):
+        panel = np.zeros(K * nr, x.dtype)  # (K, nr)
+        out = np.empty((_MR, nr), x.dtype)
+        for task in range(t * ntask // nchunks, (t + 1) * ntask // nchunks):
+            n, rest = divmod(task, G * nlb)
+            g, lb = divmod(rest, nlb)
+            l0 = lb * nr
+            nl = min(nr, L - l0)
+            _pack_col(x, n, g * Cig, 0, K, l0, nl, panel, nr, 1, geo)
+            for mb in range(nmb):
+                _micro(K, Wp, (g * nmb + mb) * K * _MR, panel, 0, out)
+                for r in range(min(_MR, M - mb * _MR)):
+                    co = g * M + mb * _MR + r
+                    b = bias[co]
+                    for jj in range(nl):
+                        y[n, co, l0 + jj] = out[r, jj] + b
+
+
+@pjit
+def _gemm_grad_x(go, weight, dx, geo, ncb, nchunks):
+    """col(dx[n, g]) = W_g^T (K, M) @ go[n, g] (M, L), scattered; tasks (n, g, block of channels)."""
+    N, Co, Cig, kH, kW, Ho, Wo, G = geo.N, geo.Co, geo.Cig, geo.kH, geo.kW, geo.Ho, geo.Wo, geo.G
+    M, L, khw = Co // G, Ho * Wo, kH * kW
+    nr = _NR32 if go.itemsize == 4 else _NR64
+    ntask = N * G * ncb
+    for t in numba.prange(nchunks):
+        cmax = (Cig + ncb - 1) // ncb
+        kbmax = (cmax * khw + _MR - 1) // _MR
+        A = np.zeros(kbmax * M * _MR, go.dtype)  # (kb, M, MR): W_g^T rows k0.., zero padded
+        panel = np.zeros(M * nr, go.dtype)  # (M, nr)
+        out = np.empty((_MR, nr), go.dtype)
+        for task in range(t * ntask // nchunks, (t + 1) * ntask // nchunks):
+            n, rest = divmod(task, G * ncb)
+            g, cb = divmod(rest, ncb)
+            c0, c1 = cb * Cig // ncb, (cb + 1) * Cig // ncb
+            k0, nk = c0 * khw, (c1 - c0) * khw
+            nkb = (nk + _MR - 1) // _MR
+            for kb in range(nkb):
+                for m in range(M):
+                    for r in range(_MR):
+                        kk = kb * _MR + r
+                        A[(kb * M + m) * _MR + r] = weight[g * M + m, k0 + kk] if kk < nk else 0.0
+            for lb in range((L + nr - 1) // nr):
+                l0 = lb * nr
+                nl = min(nr, L - l0)
+                for m in range(M):
+                    for jj in range(nl):
+                        panel[m * nr + jj] = go[n, g * M + m, l0 + jj]
+                for kb in range(nkb):
+                    _micro(M, A, kb * M * _MR, panel, 0, out)
+                    _scatter_col(out, min(_MR, nk - kb * _MR), k0 + kb * _MR, l0, nl, dx, n, g * Cig, geo)
+
+
+@pjit
+def _gemm_grad_w(go, x, dw, geo, lc, nchunks):
+    """dW_g (M, K) = sum_n go[n, g] (M, L) @ col(x[n, g])^T (L, K); tasks (g, block of nr kernel rows)."""
+    N, Co, Cig, kH, kW, Ho, Wo, G = geo.N, geo.Co, geo.Cig, geo.kH, geo.kW, geo.Ho, geo.Wo, geo.G
+    M, K, L = Co // G, Cig * kH * kW, Ho * Wo
+    nr = _NR32 if go.itemsize == 4 else _NR64
+    nmb, nkb = (M + _MR - 1) // _MR, (K + nr - 1) // nr
+    ntask = G * nkb
+    for t in numba.prange(nchunks):
+        A = np.zeros(nmb * lc * _MR, go.dtype)  # (nmb, lc, MR): go^T
+        panel = np.zeros(lc * nr, go.dtype)  # (lc, nr): col^T
+        out = np.empty((_MR, nr), go.dtype)
+        for task in range(t * ntask // nchunks, (t + 1) * ntask // nchunks):
+            g, kb = divmod(task, nkb)
+            k0 = kb * nr
+            nk = min(nr, K - k0)
+            for n in range(N):
+                for l0 in range(0, L, lc):
+                    nl = min(lc, L - l0)
+                    _pack_col(x, n, g * Cig, k0, nk, l0, nl, panel, 1, nr, geo)
+                    for mb in range(nmb):
+                        for ll in range(nl):
+                            for r in range(_MR):
+                                m = mb * _MR + r
+                                A[(mb * lc + ll) * _MR + r] = go[n, g * M + m, l0 + ll] if m < M else 0.0
+                    for mb in range(nmb):
+                        _micro(nl, A, mb * lc * _MR, panel, 0, out)
+                        for r in range(min(_MR, M - mb * _MR)):
+                            for jj in range(nk):
+                                dw[g * M + mb * _MR + r, k0 + jj] += out[r, jj]
+
+
+@njit
+def _rows(off_h, geo):
+    """Output rows [lo, hi) whose input row oh*sh + off_h is inside x."""
+    H, sh, Ho = geo.H, geo.sh, geo.Ho
+    lo = 0 if off_h >= 0 else (-off_h + sh - 1) // sh
+    hi = min(Ho, (H - 1 - off_h) // sh + 1) if H - 1 - off_h >= 0 else 0
+    return lo, max(lo, hi)
+
+
+@pjit(fastmath=_FMA)
+def _depthwise_forward(x, weight, bias, y, geo):
+    """One input channel per group: y[n, co] = bias + sum_taps w * shifted x[n, co // M]; tasks (n, co)."""
+    N, Co, kH, kW, sh, sw, G = geo.N, geo.Co, geo.kH, geo.kW, geo.sh, geo.sw, geo.G
+    M = Co // G
+    for task in numba.prange(N * Co):
+        n, co = divmod(np.int64(task), Co)
+        y[n, co] = bias[co]
+        for k in range(kH * kW):
+            _, off_h, off_w, ow_lo, ow_hi = _tap(k, geo)
+            w = weight[co, k]
+            lo, hi = _rows(off_h, geo)
+            for oh in range(lo, hi):
+                ih = oh * sh + off_h
+                for ow in range(ow_lo, ow_hi):
+                    y[n, co, oh, ow] += w * x[n, co // M, ih, ow * sw + off_w]
+
+
+@pjit(fastmath=_FMA)
+def _depthwise_grad_x(go, weight, dx, geo):
+    """dx[n, c] = sum over the group's outputs and taps of w * go scattered back; tasks (n, c)."""
+    N, Ci, Co, kH, kW, sh, sw, G = geo.N, geo.Ci, geo.Co, geo.kH, geo.kW, geo.sh, geo.sw, geo.G
+    M = Co // G
+    for task in numba.prange(N * Ci):
+        n, c = divmod(np.int64(task), Ci)
+        for co in range(c * M, (c + 1) * M):
+            for k in range(kH * kW):
+                _, off_h, off_w, ow_lo, ow_hi = _tap(k, geo)
+                w = weight[co, k]
+                lo, hi = _rows(off_h, geo)
+                for oh in range(lo, hi):
+                    ih = oh * sh + off_h
+                    for ow in range(ow_lo, ow_hi):
+                        dx[n, c, ih, ow * sw + off_w] += w * go[n, co, oh, ow]
+
+
+@pjit(fastmath=_FMA)
+def _depthwise_grad_w(go, x, dw, geo):
+    """dW[co, k] = sum_{n, oh, ow} go * x: a vector of Wo partial sums, then one ordered sum; tasks co."""
+    N, Co, kH, kW, sh, sw, Wo, G = geo.N, geo.Co, geo.kH, geo.kW, geo.sh, geo.sw, geo.Wo, geo.G
+    M = Co // G
+    for co in numba.prange(Co):
+        part = np.empty(Wo, go.dtype)
+        for k in range(kH * kW):
+            _, off_h, off_w, ow_lo, ow_hi = _tap(k, geo)
+            lo, hi = _rows(off_h, geo)
+            part[:] = 0.0
+            for n in range(N):
+                for oh in range(lo, hi):
+                    ih = oh * sh + off_h
+                    for ow in range(ow_lo, ow_hi):
+                        part[ow] += go[n, co, oh, ow] * x[n, co // M, ih, ow * sw + off_w]
+            s = 0.0  # float64 running sum over the Wo partials, in a fixed order
+            for ow in range(Wo):
+                s += part[ow]
+            dw[co, k] = s
+
+
+def _geometry(x, weight, stride, padding, dilation, groups, out_hw) -> _Geo:
+    return _Geo(*x.shape, *weight.shape, *stride, *padding, *dilation, *out_hw, groups)
+
+
+def _chunks(ntask: int) -> int:
+    """Contiguous task chunks for prange (a few per thread for balance; never affects the result)."""
+    return max(1, min(ntask, 4 * get_num_threads()))
+
+
+def _nr(dtype) -> int:
+    return _NR32 if np.dtype(dtype) == np.float32 else _NR64
+
 
 def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
-    """conv2d as torch.nn.functional.conv2d. x (N, Ci, H, W), weight (Co, Ci/G, kH, kW) -> (N, Co, Ho, Wo)."""
-    return conv2d_ref(x, weight, bias, stride, padding, dilation, groups)
+    """conv2d as torch.nn.functional.conv2d (zero padding), numba fast path.
+
+    Parameters
+    ----------
+    x : (N, Ci, H, W) float32 or float64
+    weight : (Co, Ci/G, kH, kW), same dtype
+    bias : (Co,) same dtype, or None
+    stride, padding, dilation : int or (h, w) pair; groups : int
+
+    Returns
+    -------
+    (N, Co, Ho, Wo) array of x's dtype, Ho = (H + 2 ph - dh (kH - 1) - 1) // sh + 1 (likewise Wo).
+    """
+    stride, padding, dilation, G, out_hw = _check(x, weight, bias, stride, padding, dilation, groups)
+    geo = _geometry(x, weight, stride, padding, dilation, G, out_hw)
+    N, Co, (Ho, Wo) = x.shape[0], weight.shape[0], out_hw
+    Cig, kH, kW = weight.shape[1:]
+    M, K, L = Co // G, Cig * kH * kW, Ho * Wo
+    x = np.ascontiguousarray(x)
+    b = np.zeros(Co, x.dtype) if bias is None else np.ascontiguousarray(bias)
+    y = np.empty((N, Co, Ho, Wo), x.dtype)
+    if y.size == 0:
+        return y
+    if Cig == 1:
+        _depthwise_forward(x, np.ascontiguousarray(weight.reshape(Co, K)), b, y, geo)  # (Co, kH*kW)
+        return y
+    nmb = -(-M // _MR)
+    Wp = np.zeros((G, nmb * _MR, K), x.dtype)
+    Wp[:, :M] = weight.reshape(G, M, K)  # (G, M, K), rows zero padded to a multiple of MR
+    Wp = np.ascontiguousarray(Wp.reshape(G, nmb, _MR, K).transpose(0, 1, 3, 2))  # (G, nmb, K, MR)
+    nlb = -(-L // _nr(x.dtype))
+    _gemm_forward(x, Wp.reshape(-1), b, y.reshape(N, Co, L), geo, nlb, _chunks(N * G * nlb))
+    return y
 
 
 def conv2d_backward(grad_output, x, weight, stride=1, padding=0, dilation=1, groups=1):
-    """Gradients of conv2d: (grad_x (N, Ci, H, W), grad_weight (Co, Ci/G, kH, kW), grad_bias (Co,))."""
-    return conv2d_backward_ref(grad_output, x, weight, stride, padding, dilation, groups)
+    """Gradients of ``conv2d`` with respect to x, weight and bias.
+
+    grad_output (N, Co, Ho, Wo), x (N, Ci, H, W), weight (Co, Ci/G, kH, kW), one float dtype ->
+    (grad_x (N, Ci, H, W), grad_weight (Co, Ci/G, kH, kW), grad_bias (Co,) = sum of grad_output over N, Ho, Wo).
+    """
+    stride, padding, dilation, G, out_hw = _check(x, weight, None, stride, padding, dilation, groups,
+                                                  grad_output)
+    geo = _geometry(x, weight, stride, padding, dilation, G, out_hw)
+    N = x.shape[0]
+    Co, Cig, kH, kW = weight.shape
+    K, L = Cig * kH * kW, out_hw[0] * out_hw[1]
+    x, go = np.ascontiguousarray(x), np.ascontiguousarray(grad_output)
+    w2 = np.ascontiguousarray(weight.reshape(Co, K))  # (Co, K)
+    gx = np.zeros(x.shape, x.dtype)
+    gw = np.zeros((Co, K), x.dtype)
+    gb = go.sum(axis=(0, 2, 3))  # (Co,)
+    if N * L == 0:
+        return gx, gw.reshape(weight.shape), gb
+    if Cig == 1:
+        _depthwise_grad_x(go, w2, gx, geo)
+        _depthwise_grad_w(go, x, gw, geo)
+        return gx, gw.reshape(weight.shape), gb
+    ncb = min(Cig, -(-_MIN_TASKS // (N * G)))
+    _gemm_grad_x(go.reshape(N, Co, L), w2, gx, geo, ncb, _chunks(N * G * ncb))
+    lc = 256
+    _gemm_grad_w(go.reshape(N, Co, L), x, gw, geo, lc, _chunks(G * -(-K // _nr(x.dtype))))
+    return gx, gw.reshape(weight.shape), gb
