@@ -50,13 +50,13 @@ def decode(codes: np.ndarray) -> np.ndarray:
 def _nearest_term(r: np.ndarray) -> np.ndarray:
     """Code of the codebook value nearest to each r (linear distance, ties to the larger magnitude).
 
-    ShiftCNN Algorithm 1 rounds |r| to 2**floor(log2(|r| * 4/3)); we use the same rule and send |r| < 0.5
-    to 0, saturating at 2**6.
+    ShiftCNN Algorithm 1 rounds |r| to 2**floor(log2(|r| * 4/3)); we use the same rule (computed exactly
+    with frexp: p = floor(log2|r|), plus one when the mantissa >= 0.75), send |r| < 0.5 to 0 and saturate
+    at 2**6.
     """
     a = np.abs(r)
-    with np.errstate(divide="ignore"):
-        p = np.floor(np.log2(a * (4.0 / 3.0)))
-    p = np.clip(np.nan_to_num(p, neginf=-1.0), -1, N_EXPONENTS - 1).astype(np.int64)
+    mant, e = np.frexp(a)  # a = mant * 2**e, mant in [0.5, 1): exact, no log2 rounding at the ties
+    p = np.clip(e.astype(np.int64) - 1 + (mant >= 0.75), -1, N_EXPONENTS - 1)
     m = np.where(a >= 0.5, np.maximum(p, 0) + 1, 0)
     return (np.where((r < 0) & (m > 0), 8, 0) + m).astype(np.uint8)
 
