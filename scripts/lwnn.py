@@ -55,19 +55,25 @@ class TrainConfig:
     dtype: str = "float32"
     augment: bool = False
     limit: int | None = None
+    test_limit: int | None = None
 
 
 DEMO = TrainConfig()
 
 
 # ---------------------------------------------------------------------------------------------------- pieces
-def load_data(dataset: str, data_dir: str | None, limit: int | None = None):
-    """Train and test sets standardised by the (full) training set's per-channel mean and std."""
+def load_data(dataset: str, data_dir: str | None, limit: int | None = None, test_limit: int | None = None):
+    """Train and test sets standardised by the (full) training set's per-channel mean and std.
+
+    ``limit`` / ``test_limit`` keep only the first N training / test images (smoke runs).
+    """
     x, y = datasets.load_dataset(dataset, data_dir, "train")
     xt, yt = datasets.load_dataset(dataset, data_dir, "test")
     mean, std = datasets.channel_stats(x)
     if limit is not None:
         x, y = x[:limit], y[:limit]
+    if test_limit is not None:
+        xt, yt = xt[:test_limit], yt[:test_limit]
     return (datasets.normalize(x, mean, std), y), (datasets.normalize(xt, mean, std), yt), mean, std
 
 
@@ -98,7 +104,7 @@ def profile_table(model, input_shape: tuple[int, ...]) -> tuple[str, list]:
     """The per-layer table of nn.profile for one input of ``input_shape`` (C, H, W), and its rows."""
     from nn.profile import profile, summary_table
 
-    rows = profile(model, (1, *input_shape))
+    rows = profile(model, (1, *input_shape), dtype=model.dtype)
     return summary_table(rows), rows
 
 
@@ -120,7 +126,7 @@ def run_training(cfg: TrainConfig, data_dir: str | None, run_dir: Path, resume: 
                  progress: bool = True) -> dict:
     """Train, evaluate, checkpoint and profile; writes results.json and summary.txt; returns the results."""
     t0 = time.perf_counter()
-    train, test, mean, std = load_data(cfg.dataset, data_dir, cfg.limit)
+    train, test, mean, std = load_data(cfg.dataset, data_dir, cfg.limit, cfg.test_limit)
     load_s = time.perf_counter() - t0
     input_shape = train[0].shape[1:]
     model = build_model(cfg.model, input_shape, cfg.seed, cfg.dtype)
@@ -161,13 +167,14 @@ def cli() -> None:
 @cli.command()
 @click.option("--epochs", default=DEMO.epochs, show_default=True, help="training epochs")
 @click.option("--limit", type=click.IntRange(1), default=None, help="train on the first N training images only")
+@click.option("--test-limit", type=click.IntRange(1), default=None, help="evaluate on the first N test images only")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None, help="folder with the Fashion-MNIST files")
 @click.option("--run-dir", type=click.Path(file_okay=False), default=None, help="default: runs/demo-<timestamp>")
 @click.option("--seed", default=DEMO.seed, show_default=True)
 @click.option("--quiet", is_flag=True, help="no progress bar")
-def demo(epochs, limit, data_dir, run_dir, seed, quiet) -> None:
+def demo(epochs, limit, test_limit, data_dir, run_dir, seed, quiet) -> None:
     """Train LeNet-5 on Fashion-MNIST, evaluate, checkpoint, and print the per-layer summary."""
-    cfg = dataclasses.replace(DEMO, epochs=epochs, limit=limit, seed=seed)
+    cfg = dataclasses.replace(DEMO, epochs=epochs, limit=limit, test_limit=test_limit, seed=seed)
     _guard(lambda: run_training(cfg, data_dir, Path(run_dir) if run_dir else _default_run_dir("demo"),
                                 progress=not quiet))
 
@@ -188,6 +195,7 @@ def demo(epochs, limit, data_dir, run_dir, seed, quiet) -> None:
 @click.option("--dtype", type=click.Choice(["float32", "float64"]), default=DEMO.dtype, show_default=True)
 @click.option("--augment/--no-augment", default=None, help="random crop + flip (default: on for cifar10)")
 @click.option("--limit", type=click.IntRange(1), default=None, help="train on the first N training images only")
+@click.option("--test-limit", type=click.IntRange(1), default=None, help="evaluate on the first N test images only")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None)
 @click.option("--run-dir", type=click.Path(file_okay=False), default=None, help="default: runs/<model>-<timestamp>")
 @click.option("--resume", is_flag=True, help="continue from RUN_DIR/last.h5 (pass the same options)")
