@@ -228,3 +228,35 @@ def test_real_fashion_mnist():
     assert xt.shape == (10000, 1, 28, 28) and np.array_equal(np.bincount(yt), np.full(10, 1000))
     mean, std = data.channel_stats(x)
     np.testing.assert_allclose([mean[0], std[0]], [0.2860, 0.3530], atol=1e-4)
+
+
+def _fake_download(name, dest):
+    dest.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    for split, (img_stem, lab_stem) in data.IDX_FILES.items():
+        n = 4 if split == "train" else 2
+        data.write_idx(dest / (img_stem + ".gz"), rng.integers(0, 256, (n, 28, 28), dtype=np.uint8))
+        data.write_idx(dest / (lab_stem + ".gz"), rng.integers(0, 10, n, dtype=np.uint8))
+
+
+def test_ensure_downloads_into_cache_when_not_root(tmp_path, monkeypatch, capsys):
+    """The `make data` path without the Debian package: no network here, so the download is simulated."""
+    monkeypatch.setenv("LWNN_DATA", str(tmp_path / "cache"))
+    monkeypatch.setitem(data.SYSTEM_DIRS, "fashion-mnist", tmp_path / "no-system-copy")
+    monkeypatch.setattr(data.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(data, "_download", _fake_download)
+    assert data.main(["ensure", "fashion-mnist"]) == 0
+    assert str(tmp_path / "cache" / "fashion-mnist") in capsys.readouterr().out
+    x, _ = data.load_dataset("fashion-mnist", split="test")
+    assert x.shape == (2, 1, 28, 28)
+
+    def offline(name, dest):
+        raise OSError("network unreachable")
+
+    monkeypatch.setenv("LWNN_DATA", str(tmp_path / "empty"))
+    monkeypatch.setattr(data, "_download", offline)
+    assert data.main(["ensure", "fashion-mnist"]) == 1
+    err = capsys.readouterr().err
+    assert "dataset 'fashion-mnist' not found" in err and "network unreachable" in err
+    assert str(tmp_path / "empty" / "fashion-mnist") in err
+    assert data.main(["fetch"]) == 2
