@@ -68,6 +68,7 @@ class Node:
     kind: str  # conv | gconv | dwconv | linear | bn | flatten | shuffle | split | shortcut_a | channelwise
     in_atoms: np.ndarray  # (C_in,) int64, or (F,) after Flatten
     out_atoms: np.ndarray  # (C_out,) int64
+    out_shape: tuple[int, ...] = ()  # output shape for one sample, (1, C, H, W) or (1, F)
 
 
 @dataclass(frozen=True)
@@ -183,7 +184,7 @@ def _trace(m: Module, name: str, x: np.ndarray, atoms: np.ndarray, t: Trace) -> 
                          "ChannelSplit containers are understood (its forward may wire children differently)")
     y = m(x)
     kind, out = _leaf(m, where, x, y, atoms, t)
-    t.nodes.append(Node(name, m, kind, atoms, out))
+    t.nodes.append(Node(name, m, kind, atoms, out, y.shape))
     return y, out
 
 
@@ -267,6 +268,17 @@ def prunable_layers(model: Module, input_shape: tuple[int, ...], independent: bo
             continue
         names.extend(producers)
     return names
+
+
+def layer_macs(model: Module, input_shape: tuple[int, ...]) -> dict[str, int]:
+    """Multiply-accumulates of one sample per Conv2d / Linear layer: Co*(Ci/G)*kH*kW*Ho*Wo and O*I."""
+    out = {}
+    for n in trace(model, input_shape).nodes:
+        if n.kind in ("conv", "gconv", "dwconv"):
+            out[n.name] = int(n.module.weight.size * np.prod(n.out_shape[2:]))
+        elif n.kind == "linear":
+            out[n.name] = int(n.module.weight.size)
+    return out
 
 
 # ----------------------------------------------------------------------------------- plans
@@ -421,8 +433,7 @@ def _edit(t: Trace, n: Node, removed: set[int]):
     if n.kind == "shortcut_a":
         lo, ci = m.pad[0], len(ik)
         pad = (int(ok[:lo].sum()), int(ok[lo + ci:].sum()))
-        return lambda: (setattr(m, "pad", pad), setattr(m, "in_channels", int(ik.sum())),
-                        setattr(m, "out_channels", int(ok.sum())))
+        return lambda: _apply(m, {}, {"pad": pad, "in_channels": int(ik.sum()), "out_channels": int(ok.sum())})
     if n.kind == "shuffle":
         rows = ik.reshape(m.groups, -1)  # (G, Cg)
         if not (rows == rows[0]).all():
@@ -443,5 +454,8 @@ def _apply(m: Module, slicers: dict, attrs: dict) -> None:
         elif name in m._buffers and m._buffers[name] is not None:
             m.register_buffer(name, np.ascontiguousarray(f(np.asarray(m._buffers[name]))))
     for k, v in attrs.items():
+        prop = getattr(type(m), k, None)
+        if isinstance(prop, property) and prop.fset is None:
+            continue  # derived from other attributes (ShortcutA.out_channels)
         if hasattr(m, k):
             setattr(m, k, v)

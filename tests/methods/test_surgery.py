@@ -13,7 +13,14 @@ import copy
 import numpy as np
 import pytest
 
-from methods.pruning.surgery import channel_groups, prunable_layers, prune_channels, prune_plan, zero_channels
+from methods.pruning.surgery import (
+    channel_groups,
+    layer_macs,
+    prunable_layers,
+    prune_channels,
+    prune_plan,
+    zero_channels,
+)
 from nn.activations import ReLU, ReLU6, Softmax
 from nn.basic import Flatten, Identity
 from nn.containers import ChannelShuffle, ChannelSplit, Concat, Residual, Sequential
@@ -22,6 +29,7 @@ from nn.linear import Linear
 from nn.module import Module
 from nn.norm import BatchNorm2d
 from nn.pooling import AdaptiveAvgPool2d, MaxPool2d
+from nn.profile import profile, totals
 from tests.helpers import assert_close
 
 F64 = np.float64
@@ -98,31 +106,16 @@ def check_equivalent(model, plan, shape, rng, expect_shapes=None):
     assert not np.allclose(y_full, y_masked), "the plan removed nothing that matters"
     assert_close("shrunk vs masked", y_shrunk, y_masked, F64)
     assert n_params(shrunk) < n_params(model)
-    assert _own_macs(shrunk, shape) < _own_macs(model, shape)
+    assert _macs(shrunk, shape) < _macs(model, shape)
+    assert sum(layer_macs(shrunk, shape).values()) == _macs(shrunk, shape)
     for name, want in (expect_shapes or {}).items():
         got = shrunk.state_dict()[name].shape
         assert got == want, f"{name}: {got} != {want}"
     return shrunk
 
 
-def _own_macs(model, shape):
-    """Conv and linear multiply-accumulates of one sample (a stand-in until nn.profile lands)."""
-    total = 0
-    x = np.zeros((1, *shape), dtype=F64)
-    orig = Conv2d.forward
-
-    def counting(self, x):
-        nonlocal total
-        y = orig(self, x)
-        total += self.weight.size * y.shape[-1] * y.shape[-2]
-        return y
-
-    Conv2d.forward = counting
-    try:
-        model.eval()(x)
-    finally:
-        Conv2d.forward = orig
-    return total + sum(m.weight.size for m in model.modules() if isinstance(m, Linear))
+def _macs(model, shape):
+    return totals(profile(model, (1, *shape), dtype=F64, latency=False))["macs"]
 
 
 # ----------------------------------------------------------------------------------- equivalence
