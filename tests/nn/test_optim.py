@@ -172,3 +172,34 @@ def test_optimizer_errors(rng):
     bad["state"]["0.weight"]["momentum_buffer"] = np.zeros((3, 3))
     with pytest.raises(ValueError, match="0.weight.momentum_buffer"):
         SGD(model, lr=0.1).load_state_dict(bad)
+
+
+def test_checkpoint_round_trip_resumes_exactly(tmp_path, rng):
+    from nn.checkpoint import load_checkpoint, save_checkpoint
+    from nn.models import build
+
+    model = build("lenet_300_100", image_size=8, rng=rng, dtype=np.float64)
+    model[1].set_mask("weight", rng.random(model[1].weight.shape) < 0.5)
+    grads = [[rng.standard_normal(g.shape) for _, g in model.named_grads()] for _ in range(6)]
+
+    def run(m, o, s, gs):
+        for step_grads in gs:
+            for (_, g), new in zip(m.named_grads(), step_grads):
+                g[...] = new
+            o.step()
+            s.step()
+
+    opt = Adam(model, lr=1e-2, amsgrad=True, weight_decay=1e-3)
+    sched = CosineAnnealingLR(opt, T_max=5, eta_min=1e-4)
+    run(model, opt, sched, grads[:3])
+    save_checkpoint(tmp_path / "ck.h5", model, opt, sched, epoch=3)
+    ck = load_checkpoint(tmp_path / "ck.h5")  # rebuilt from model.arch
+    twin = ck.model
+    twin_opt = Adam(twin, lr=1.0)
+    twin_sched = CosineAnnealingLR(twin_opt, T_max=1)
+    load_checkpoint(tmp_path / "ck.h5", twin, twin_opt, twin_sched)
+    assert (twin_opt.lr, twin_opt.betas, twin_sched.T_max) == (opt.lr, opt.betas, 5)
+    run(model, opt, sched, grads[3:])
+    run(twin, twin_opt, twin_sched, grads[3:])
+    for (name, a), (_, b) in zip(model.named_parameters(), twin.named_parameters()):
+        np.testing.assert_array_equal(a, b, err_msg=name)
