@@ -1,0 +1,22 @@
+"""lwnn's autograd-free engine. The names most code needs, importable as ``nn.Conv2d`` etc.
+
+PyTorch is never imported here; ``nn.interop`` imports it inside its functions.
+"""
+from nn.activations import Hardsigmoid, Hardswish, LeakyReLU, ReLU, ReLU6, Sigmoid, Softmax, Tanh
+from nn.basic import Dropout, Flatten, Identity
+from nn.containers import ChannelShuffle, ChannelSplit, Concat, Residual, Sequential
+from nn.conv import Conv2d
+from nn.linear import Linear
+from nn.losses import CrossEntropyLoss, KDLoss, MSELoss
+from nn.module import Module
+from nn.norm import BatchNorm1d, BatchNorm2d
+from nn.optim import SGD, Adam, AdamW, CosineAnnealingLR, StepLR
+from nn.pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
+
+__all__ = [
+    "Module", "Linear", "Conv2d", "BatchNorm1d", "BatchNorm2d",
+    "ReLU", "ReLU6", "LeakyReLU", "Sigmoid", "Tanh", "Hardswish", "Hardsigmoid", "Softmax",
+    "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "Flatten", "Dropout", "Identity",
+    "Sequential", "Residual", "Concat", "ChannelSplit", "ChannelShuffle",
+    "CrossEntropyLoss", "MSELoss", "KDLoss", "SGD", "Adam", "AdamW", "StepLR", "CosineAnnealingLR",
+]
