@@ -351,3 +351,46 @@ def deploy_sparse(model: Module, inplace: bool = False, min_sparsity: float = 0.
                         setattr(parent, child_name, sparse_cls.from_dense(child))
                     break
     return out
+
+
+# ----------------------------------------------------------------------------------- training loop
+
+
+def train_epochs(model: Module, optimizer, x: np.ndarray, y: np.ndarray, epochs: int, batch_size: int,
+                 rng: np.random.Generator, step: Callable[[], None] | None = None,
+                 after_step: Callable[[int], None] | None = None) -> list[float]:
+    """Plain mini-batch training with cross-entropy, with the two hooks pruning methods need.
+
+    Parameters
+    ----------
+    x : float (N, ...) inputs of the model's dtype;  y : int64 (N,) class labels
+    step : what one update does (default ``optimizer.step``); ``RevivableMask`` passes
+        ``lambda: rev.step(optimizer.step)`` so the update lands on the dense shadow weights
+    after_step : called with the global iteration count after every update (DNS mask updates)
+
+    Returns
+    -------
+    mean training loss of each epoch
+    """
+    from nn.data import batches
+    from nn.losses import CrossEntropyLoss
+
+    loss_fn = CrossEntropyLoss()
+    step = step or optimizer.step
+    it, losses = 0, []
+    model.train()
+    for _ in range(int(epochs)):
+        tot, n = 0.0, 0
+        for xb, yb in batches(x, y, batch_size, rng):
+            optimizer.zero_grad()
+            loss = loss_fn(model(xb), yb)
+            model.backward(loss_fn.backward())
+            step()
+            it += 1
+            if after_step is not None:
+                after_step(it)
+            tot += loss * len(xb)
+            n += len(xb)
+        losses.append(tot / max(n, 1))
+    model.eval()
+    return losses

@@ -135,3 +135,52 @@ def test_zero_by_masks_does_not_attach():
     common.zero_by_masks(model, common.layer_masks(model, 0.5))
     assert not dict(model.named_masks())
     assert common.sparsity_stats(model)[-1]["sparsity"] == pytest.approx((15 + 7) / 45)
+
+
+# ----------------------------------------------------------------------------------- report
+
+
+def test_layer_table_counts_effective_macs():
+    from methods.pruning import report
+    model = tiny(np.float32)
+    ref = tiny(np.float32)
+    common.apply_masks(model, {"0.weight": common.magnitude_mask(dict(model.named_parameters())["0.weight"], 0.5)})
+    rows = report.layer_table(model, (4, 6), reference=ref)
+    assert [r["name"] for r in rows] == ["0", "2"]
+    r0 = rows[0]
+    assert r0["shape_before"] == r0["shape_after"] == (5, 6)
+    assert r0["macs"] == 4 * 30 and r0["nonzeros"] == 15 and r0["effective_macs"] == 60
+    assert r0["bytes_dense"] == 120 and r0["bytes_csr"] == 15 * 8 + 4 * 6
+    s = report.model_summary(model, (4, 6), reference=ref)
+    assert s["compression"] == pytest.approx(45 / 30) and s["all_params"] == 45 + 8
+    assert "0" in report.format_table(rows)
+
+
+def test_sensitivity_restores_weights_and_writes_files(tmp_path):
+    from methods.pruning import report
+    model = tiny()
+    before = {n: p.copy() for n, p in model.named_parameters()}
+    x = np.random.default_rng(0).standard_normal((50, 6))
+    y = model(x).argmax(1)
+
+    def acc(m):
+        return float((m(x).argmax(1) == y).mean())
+    rows = report.sensitivity(model, [0.0, 0.5, 0.9], acc)
+    assert rows[0]["accuracy"] == 1.0 and len(rows) == 1 + 2 * 3
+    assert [r["accuracy"] for r in rows if r["ratio"] == 0.0] == [1.0] * 3
+    for n, p in model.named_parameters():
+        np.testing.assert_array_equal(p, before[n])
+    csv_path, png_path = report.write_sensitivity(rows, tmp_path)
+    assert csv_path.read_text().splitlines()[0] == "layer,ratio,accuracy"
+    assert png_path.stat().st_size > 1000
+
+
+def test_baseline_fixture_is_trained(lenet300_baseline, fmnist):
+    """The shared LeNet-300-100 baseline: trained (>= 85% on Fashion-MNIST test) and rebuilt identically."""
+    from nn.train import evaluate
+    assert fmnist.x_train.shape == (60000, 1, 28, 28) and abs(float(fmnist.x_train.mean())) < 1e-3
+    assert lenet300_baseline.test_acc >= 0.85
+    m = lenet300_baseline.build()
+    assert evaluate(m, fmnist.x_test, fmnist.y_test)[1] == lenet300_baseline.test_acc
+    m0 = lenet300_baseline.build_init()
+    assert evaluate(m0, fmnist.x_test[:2000], fmnist.y_test[:2000])[1] < 0.5
