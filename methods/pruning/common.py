@@ -336,8 +336,9 @@ def deploy_sparse(model: Module, inplace: bool = False, min_sparsity: float = 0.
 
     from nn.linear import Linear
     try:
-        from nn.conv import Conv2d
         from nn.sparse import SparseConv2d
+
+        from nn.conv import Conv2d
         pairs = [(Linear, SparseLinear), (Conv2d, SparseConv2d)]
     except ImportError:  # conv layer or its sparse twin not available: only Linear layers are converted
         pairs = [(Linear, SparseLinear)]

@@ -57,7 +57,7 @@ def layer_table(model: Module, input_shape: tuple[int, ...], reference: Module |
         rows.append({"name": r["name"], "type": r["type"], "shape_before": tuple(ref_w.get(r["name"], w.shape)),
                      "shape_after": tuple(w.shape), "params": int(w.size), "nonzeros": nz,
                      "sparsity": 1.0 - nz / w.size if w.size else 0.0, "macs": int(r["macs"]),
-                     "effective_macs": int(round(r["macs"] * nz / w.size)) if w.size else 0,
+                     "effective_macs": round(r["macs"] * nz / w.size) if w.size else 0,
                      "bytes_dense": int(w.nbytes), "bytes_csr": csr_bytes(w)})
     return rows
 
