@@ -148,3 +148,10 @@ def test_summary_table_and_model_latency():
     assert lat["batch"] == 2 and model.training
     with pytest.raises(ValueError, match="input_shape"):
         model_latency(model, 4)
+
+
+def test_vgg_small_macs_by_hand():
+    rows = profile(build("vgg_small"), (1, 3, 32, 32), latency=False)
+    # 3x3 convs: (Co*H*W) * Ci*9 at 32x32, 32x32, 16x16, 16x16, 8x8, 8x8; fc (128*4*4)*10
+    convs = [32 * 1024 * 3, 32 * 1024 * 32, 64 * 256 * 32, 64 * 256 * 64, 128 * 64 * 64, 128 * 64 * 128]
+    assert totals(rows)["macs"] == 9 * sum(convs) + 2048 * 10 == 38_653_952
