@@ -159,6 +159,7 @@ _TILE = _MR * _NR32
 # FMA contraction only (no reassociation): each product-sum keeps its order, so results stay reproducible
 # and independent of the thread count; without it LLVM emits separate multiply and add.
 _FMA = {"contract"}
+_PANEL_BYTES = 256 * 1024
 _MIN_TASKS = 8  # split channel / column blocks until a layer has this many tasks (a function of shape only)
 
 # Every size the kernels need, passed to numba as one named tuple (x: N Ci H W, weight: Co Cig kH kW, stride,
@@ -178,8 +179,8 @@ def _stack_tile(typingctx, n, dtype):
 
 
 @njit(fastmath=_FMA)
-def _micro(kc, A, a0, B, b0, out):
-    """out[r, j] = sum_{k < kc} A[a0 + k*MR + r] * B[b0 + k*nr + j] for r < MR, j < nr (packed flat panels)."""
+def _micro(kc, A, a0, B, b0, ldb, out):
+    """out[r, j] = sum_{k < kc} A[a0 + k*MR + r] * B[b0 + k*ldb + j] for r < MR, j < nr (packed flat panels)."""
     nr = _NR32 if B.itemsize == 4 else _NR64
     acc = numba.carray(_stack_tile(_TILE, B.dtype), (_MR, nr))
     for r in range(_MR):
@@ -187,7 +188,7 @@ def _micro(kc, A, a0, B, b0, out):
             acc[r, j] = 0.0
     for k in range(kc):
         p = a0 + k * _MR
-        q = b0 + k * nr
+        q = b0 + k * ldb
         a_0 = A[p]
         a_1 = A[p + 1]
         a_2 = A[p + 2]
@@ -235,8 +236,14 @@ def _pack_col(x, n, cbase, k0, nk, l0, nl, dst, sk, sl, geo):
                 hi = max(min(ow1, ow_hi), lo)
             for ow in range(ow0, lo):
                 dst[base + ow * sl] = 0.0
-            for ow in range(lo, hi):
-                dst[base + ow * sl] = x[n, cbase + c, ih, ow * sw + off_w]
+            if hi > lo:
+                src = x[n, cbase + c, ih]  # (W,)
+                if sl == 1 and sw == 1:  # contiguous copy, vectorised
+                    for ow in range(lo, hi):
+                        dst[base + ow] = src[ow + off_w]
+                else:
+                    for ow in range(lo, hi):
+                        dst[base + ow * sl] = src[ow * sw + off_w]
             for ow in range(hi, ow1):
                 dst[base + ow * sl] = 0.0
             l += ow1 - ow0
@@ -262,29 +269,34 @@ def _scatter_col(tile, nk, k0, l0, nl, dx, n, cbase, geo):
 
 
 @pjit
-def _gemm_forward(x, Wp, bias, y, geo, nlb, nchunks):
-    """y (N, Co, L) = W_g @ col(x[n, g]) (+ bias); tasks (n, g, column block of nr), Wp (G, nmb, K, MR)."""
+def _gemm_forward(x, Wp, bias, y, geo, pb, nchunks):
+    """y (N, Co, L) = W_g @ col(x[n, g]) (+ bias), Wp (G, nmb, K, MR) packed weights.
+
+    Tasks (n, g, block of pb*nr output columns); the block's im2col panel (K, pb*nr) is packed once per task
+    and reused by every MR-row block of W_g."""
     N, Co, Cig, kH, kW, Ho, Wo, G = geo.N, geo.Co, geo.Cig, geo.kH, geo.kW, geo.Ho, geo.Wo, geo.G
     M, K, L = Co // G, Cig * kH * kW, Ho * Wo
     nr = _NR32 if x.itemsize == 4 else _NR64
-    nmb = (M + _MR - 1) // _MR
+    ldb = pb * nr
+    nmb, nlb = (M + _MR - 1) // _MR, (L + ldb - 1) // ldb
     ntask = N * G * nlb
     for t in numba.prange(nchunks):
-        panel = np.zeros(K * nr, x.dtype)  # (K, nr)
+        panel = np.zeros(K * ldb, x.dtype)  # (K, pb*nr)
         out = np.empty((_MR, nr), x.dtype)
         for task in range(t * ntask // nchunks, (t + 1) * ntask // nchunks):
             n, rest = divmod(task, G * nlb)
             g, lb = divmod(rest, nlb)
-            l0 = lb * nr
-            nl = min(nr, L - l0)
-            _pack_col(x, n, g * Cig, 0, K, l0, nl, panel, nr, 1, geo)
-            for mb in range(nmb):
-                _micro(K, Wp, (g * nmb + mb) * K * _MR, panel, 0, out)
-                for r in range(min(_MR, M - mb * _MR)):
-                    co = g * M + mb * _MR + r
-                    b = bias[co]
-                    for jj in range(nl):
-                        y[n, co, l0 + jj] = out[r, jj] + b
+            _pack_col(x, n, g * Cig, 0, K, lb * ldb, min(ldb, L - lb * ldb), panel, ldb, 1, geo)
+            for sb in range(pb):
+                l0 = lb * ldb + sb * nr
+                nl = min(nr, L - l0)
+                for mb in range(nmb if nl > 0 else 0):
+                    _micro(K, Wp, (g * nmb + mb) * K * _MR, panel, sb * nr, ldb, out)
+                    for r in range(min(_MR, M - mb * _MR)):
+                        co = g * M + mb * _MR + r
+                        b = bias[co]
+                        for jj in range(nl):
+                            y[n, co, l0 + jj] = out[r, jj] + b
 
 
 @pjit
@@ -318,7 +330,7 @@ def _gemm_grad_x(go, weight, dx, geo, ncb, nchunks):
                     for jj in range(nl):
                         panel[m * nr + jj] = go[n, g * M + m, l0 + jj]
                 for kb in range(nkb):
-                    _micro(M, A, kb * M * _MR, panel, 0, out)
+                    _micro(M, A, kb * M * _MR, panel, 0, nr, out)
                     _scatter_col(out, min(_MR, nk - kb * _MR), k0 + kb * _MR, l0, nl, dx, n, g * Cig, geo)
 
 
@@ -348,7 +360,7 @@ def _gemm_grad_w(go, x, dw, geo, lc, nchunks):
                                 m = mb * _MR + r
                                 A[(mb * lc + ll) * _MR + r] = go[n, g * M + m, l0 + ll] if m < M else 0.0
                     for mb in range(nmb):
-                        _micro(nl, A, mb * lc * _MR, panel, 0, out)
+                        _micro(nl, A, mb * lc * _MR, panel, 0, nr, out)
                         for r in range(min(_MR, M - mb * _MR)):
                             for jj in range(nk):
                                 dw[g * M + mb * _MR + r, k0 + jj] += out[r, jj]
@@ -370,15 +382,20 @@ def _depthwise_forward(x, weight, bias, y, geo):
     M = Co // G
     for task in numba.prange(N * Co):
         n, co = divmod(np.int64(task), Co)
-        y[n, co] = bias[co]
+        yc, xc = y[n, co], x[n, co // M]  # (Ho, Wo), (H, W)
+        yc[:, :] = bias[co]
         for k in range(kH * kW):
             _, off_h, off_w, ow_lo, ow_hi = _tap(k, geo)
             w = weight[co, k]
             lo, hi = _rows(off_h, geo)
             for oh in range(lo, hi):
-                ih = oh * sh + off_h
-                for ow in range(ow_lo, ow_hi):
-                    y[n, co, oh, ow] += w * x[n, co // M, ih, ow * sw + off_w]
+                yrow, xrow = yc[oh], xc[oh * sh + off_h]
+                if sw == 1:
+                    for ow in range(ow_lo, ow_hi):
+                        yrow[ow] += w * xrow[ow + off_w]
+                else:
+                    for ow in range(ow_lo, ow_hi):
+                        yrow[ow] += w * xrow[ow * sw + off_w]
 
 
 @pjit(fastmath=_FMA)
@@ -388,15 +405,21 @@ def _depthwise_grad_x(go, weight, dx, geo):
     M = Co // G
     for task in numba.prange(N * Ci):
         n, c = divmod(np.int64(task), Ci)
+        dxc = dx[n, c]  # (H, W)
         for co in range(c * M, (c + 1) * M):
+            gc = go[n, co]  # (Ho, Wo)
             for k in range(kH * kW):
                 _, off_h, off_w, ow_lo, ow_hi = _tap(k, geo)
                 w = weight[co, k]
                 lo, hi = _rows(off_h, geo)
                 for oh in range(lo, hi):
-                    ih = oh * sh + off_h
-                    for ow in range(ow_lo, ow_hi):
-                        dx[n, c, ih, ow * sw + off_w] += w * go[n, co, oh, ow]
+                    grow, dxrow = gc[oh], dxc[oh * sh + off_h]
+                    if sw == 1:
+                        for ow in range(ow_lo, ow_hi):
+                            dxrow[ow + off_w] += w * grow[ow]
+                    else:
+                        for ow in range(ow_lo, ow_hi):
+                            dxrow[ow * sw + off_w] += w * grow[ow]
 
 
 @pjit(fastmath=_FMA)
@@ -411,10 +434,15 @@ def _depthwise_grad_w(go, x, dw, geo):
             lo, hi = _rows(off_h, geo)
             part[:] = 0.0
             for n in range(N):
+                gc, xc = go[n, co], x[n, co // M]
                 for oh in range(lo, hi):
-                    ih = oh * sh + off_h
-                    for ow in range(ow_lo, ow_hi):
-                        part[ow] += go[n, co, oh, ow] * x[n, co // M, ih, ow * sw + off_w]
+                    grow, xrow = gc[oh], xc[oh * sh + off_h]
+                    if sw == 1:
+                        for ow in range(ow_lo, ow_hi):
+                            part[ow] += grow[ow] * xrow[ow + off_w]
+                    else:
+                        for ow in range(ow_lo, ow_hi):
+                            part[ow] += grow[ow] * xrow[ow * sw + off_w]
             s = 0.0  # float64 running sum over the Wo partials, in a fixed order
             for ow in range(Wo):
                 s += part[ow]
@@ -465,8 +493,12 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     Wp = np.zeros((G, nmb * _MR, K), x.dtype)
     Wp[:, :M] = weight.reshape(G, M, K)  # (G, M, K), rows zero padded to a multiple of MR
     Wp = np.ascontiguousarray(Wp.reshape(G, nmb, _MR, K).transpose(0, 1, 3, 2))  # (G, nmb, K, MR)
-    nlb = -(-L // _nr(x.dtype))
-    _gemm_forward(x, Wp.reshape(-1), b, y.reshape(N, Co, L), geo, nlb, _chunks(N * G * nlb))
+    nr = _nr(x.dtype)
+    # columns per task: up to 4 micro-tile widths while the (K, pb*nr) panel stays within ~256 KiB (L2)
+    pb = int(np.clip(_PANEL_BYTES // (K * nr * x.itemsize), 1, 4))
+    pb = min(pb, -(-L // nr))
+    ntask = N * G * -(-L // (pb * nr))
+    _gemm_forward(x, Wp.reshape(-1), b, y.reshape(N, Co, L), geo, pb, _chunks(ntask))
     return y
 
 
