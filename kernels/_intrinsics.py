@@ -199,3 +199,20 @@ def shift_tile(MR: int, NV: int, NT: int):
                     accs[r][v] = builder.add(accs[r][v], t)
         return accs
     return _tile(MR, NV, 8, step)
+
+
+@functools.cache
+def mul_tile(MR: int, NV: int):
+    """int32 multiply-add tile with the shift tile's shape (the D1 comparator): A int32 rows, Bp int32
+    ``[k][NV*8]`` decoded weights, ``acc += a * b`` (``vpmulld``); ``n_steps`` = K."""
+    v8 = ir.VectorType(I32, 8)
+
+    def step(builder, a_ptr, rows, b_ptr, b_off, k, accs):
+        bk = builder.add(b_off, builder.mul(k, ir.Constant(I64, 8 * NV)))
+        bv = [_load(builder, b_ptr, builder.add(bk, ir.Constant(I64, 8 * v)), v8) for v in range(NV)]
+        out = []
+        for r in range(MR):
+            a = _splat(builder, _load(builder, a_ptr, builder.add(rows[r], k), I32), 8)
+            out.append([builder.add(accs[r][v], builder.mul(a, bv[v])) for v in range(NV)])
+        return out
+    return _tile(MR, NV, 8, step)
