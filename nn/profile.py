@@ -173,36 +173,11 @@ def profile(model: Module, input_shape: tuple[int, ...], dtype=np.float32, laten
     rng = np.random.default_rng(0) if rng is None else rng
     x = rng.standard_normal(input_shape).astype(dtype)
     recorded = _recorded(model)
-    calls: dict[str, list] = {name: [] for name, _, _ in recorded}
-    saved_training = {id(m): m.training for m in model.modules()}
-    saved_cache = {id(m): m._cache for m in model.modules()}
-    patched, order = [], []
-
-    def wrap(name, fwd, keep):
-        def forward(*args, **kwargs):
-            y = fwd(*args, **kwargs)
-            if not calls[name]:
-                order.append(name)  # execution order (a Residual completes after its branches)
-            calls[name].append((args[0].shape, y.shape, args[0].copy() if keep else None))
-            return y
-        return forward
-
-    try:
-        model.eval()
-        for name, m, subtree in recorded:
-            had = "forward" in m.__dict__
-            patched.append((m, had, m.__dict__.get("forward")))
-            object.__setattr__(m, "forward", wrap(name, m.forward, latency and subtree))
-        model(x)
-    finally:
-        for m, had, old in reversed(patched):
-            if had:
-                object.__setattr__(m, "forward", old)
-            else:
-                del m.__dict__["forward"]
-
+    saved = [(m, m.training, m._cache) for m in model.modules()]
     rows = []
     try:
+        model.eval()
+        calls, order = _trace(model, x, recorded, latency)
         by_name = {name: (m, subtree) for name, m, subtree in recorded}
         for name in order:
             m, subtree = by_name[name]
@@ -221,10 +196,48 @@ def profile(model: Module, input_shape: tuple[int, ...], dtype=np.float32, laten
                          "macs": macs, "flops": flops, "bytes": nbytes, "latency_ms": lat, "counted": counted,
                          "calls": len(calls[name])})
     finally:
-        for m in model.modules():
-            object.__setattr__(m, "training", saved_training[id(m)])
-            object.__setattr__(m, "_cache", saved_cache[id(m)])
+        _restore(saved)
     return rows
+
+
+def _trace(model: Module, x: np.ndarray, recorded, keep_inputs: bool):
+    """One forward with each recorded module's ``forward`` wrapped on the instance (always unwrapped again).
+
+    Returns ``calls`` (name -> list of (in_shape, out_shape, input copy or None)) and the names in the order
+    their first call completed (execution order; a Residual completes after its branches).
+    """
+    calls: dict[str, list] = {name: [] for name, _, _ in recorded}
+    order, patched = [], []
+
+    def wrap(name, fwd, keep):
+        def forward(*args, **kwargs):
+            y = fwd(*args, **kwargs)
+            if not calls[name]:
+                order.append(name)
+            calls[name].append((args[0].shape, y.shape, args[0].copy() if keep else None))
+            return y
+        return forward
+
+    try:
+        for name, m, subtree in recorded:
+            had = "forward" in m.__dict__
+            patched.append((m, had, m.__dict__.get("forward")))
+            object.__setattr__(m, "forward", wrap(name, m.forward, keep_inputs and subtree))
+        model(x)
+    finally:
+        for m, had, old in reversed(patched):
+            if had:
+                object.__setattr__(m, "forward", old)
+            else:
+                del m.__dict__["forward"]
+    return calls, order
+
+
+def _restore(saved) -> None:
+    """Put back each module's training flag and forward cache."""
+    for m, training, cache in saved:
+        object.__setattr__(m, "training", training)
+        object.__setattr__(m, "_cache", cache)
 
 
 def totals(rows: list[dict]) -> dict:
@@ -283,12 +296,10 @@ def model_latency(model: Module, batch, input_shape: tuple[int, ...] | None = No
             raise ValueError("model_latency: give an input array, or a batch size and the per-sample input_shape")
         rng = np.random.default_rng(0) if rng is None else rng
         x = rng.standard_normal((int(batch), *input_shape)).astype(dtype)
-    saved = {id(m): (m.training, m._cache) for m in model.modules()}
+    saved = [(m, m.training, m._cache) for m in model.modules()]
     try:
         model.eval()
         ms = _median_ms(lambda: model(x), repeat, warmup, min_time)
     finally:
-        for m in model.modules():
-            object.__setattr__(m, "training", saved[id(m)][0])
-            object.__setattr__(m, "_cache", saved[id(m)][1])
+        _restore(saved)
     return {"batch": int(x.shape[0]), "median_ms": ms, "per_sample_ms": ms / x.shape[0], "repeat": repeat}

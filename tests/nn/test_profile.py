@@ -155,3 +155,11 @@ def test_vgg_small_macs_by_hand():
     # 3x3 convs: (Co*H*W) * Ci*9 at 32x32, 32x32, 16x16, 16x16, 8x8, 8x8; fc (128*4*4)*10
     convs = [32 * 1024 * 3, 32 * 1024 * 32, 64 * 256 * 32, 64 * 256 * 64, 128 * 64 * 64, 128 * 64 * 128]
     assert totals(rows)["macs"] == 9 * sum(convs) + 2048 * 10 == 38_653_952
+
+
+def test_failed_forward_leaves_model_untouched():
+    m = Sequential(Linear(4, 3), ReLU())
+    m.train()
+    with pytest.raises(ValueError, match="Linear expects input"):
+        profile(m, (2, 5), latency=False)
+    assert all("forward" not in mod.__dict__ for mod in m.modules()) and all(mod.training for mod in m.modules())
