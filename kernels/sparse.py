@@ -24,6 +24,7 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from kernels._config import njit, pjit
+from kernels.conv import _pair, conv2d_ref  # _pair: the int-or-pair argument check of the float conv
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _INTS = (np.dtype(np.int32), np.dtype(np.int64))
@@ -179,18 +180,6 @@ def spmm(W, X: np.ndarray) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------- convolution
-def _pair(v, name: str, minimum: int) -> tuple[int, int]:
-    if isinstance(v, (int, np.integer)) and not isinstance(v, bool):
-        v = (int(v), int(v))
-    elif isinstance(v, (tuple, list)) and len(v) == 2 and all(isinstance(e, (int, np.integer)) for e in v):
-        v = (int(v[0]), int(v[1]))
-    else:
-        raise TypeError(f"sparse_conv2d: {name} must be an int or a pair of ints, got {v!r}")
-    if min(v) < minimum:
-        raise ValueError(f"sparse_conv2d: {name} must be >= {minimum}, got {v}")
-    return v
-
-
 def im2col(x: np.ndarray, kernel_size, stride, padding, dilation) -> tuple[np.ndarray, tuple[int, int]]:
     """x (N, C, H, W) -> columns (C*kH*kW, N*Ho*Wo), zero padding; row order (c, i, j) as an OIHW weight."""
     (kH, kW), (sh, sw), (ph, pw), (dh, dw) = kernel_size, stride, padding, dilation
@@ -235,7 +224,6 @@ def sparse_conv2d(x: np.ndarray, W, kernel_size, stride=1, padding=0, dilation=1
 
 def sparse_conv2d_ref(x: np.ndarray, W, kernel_size, stride=1, padding=0, dilation=1) -> np.ndarray:
     """Plain twin: densify W to OIHW and run the reference convolution ``kernels.conv.conv2d_ref``."""
-    from kernels.conv import conv2d_ref
     (data, indices, indptr, (Co, K)), (ks, st, pd, dl) = _conv_args(x, W, kernel_size, stride, padding, dilation)
     dense = np.zeros((Co, K), np.float64)
     np.add.at(dense, (np.repeat(np.arange(Co), np.diff(indptr)), indices), data)
