@@ -11,6 +11,7 @@ from nn.conv import Conv2d
 from nn.interop import to_torch
 from nn.norm import BatchNorm2d
 from tests.helpers import check_module_against_torch, gradcheck_module
+from tests.nn.test_layers import one_thread  # noqa: F401 (fixture)
 
 DTYPES = [np.float64, np.float32]
 
@@ -73,18 +74,20 @@ def test_channel_split_with_three_uneven_sections(rng, torch):
     check_module_against_torch(m, to_torch(m), rng.standard_normal((2, 6, 4, 3)), rng)
 
 
-def test_residual_gradient_sums_both_paths(rng):
-    m = Residual(Conv2d(2, 2, 1, rng=rng, dtype=np.float64))
-    gradcheck_module(m, rng.standard_normal((1, 2, 3, 3)), rng)
+@pytest.mark.usefixtures("one_thread")
+def test_residual_and_shuffle_finite_differences(rng):
+    gradcheck_module(Residual(Conv2d(2, 2, 1, rng=rng, dtype=np.float64)), rng.standard_normal((1, 2, 3, 3)), rng)
+    gradcheck_module(ChannelShuffle(3), rng.standard_normal((1, 6, 2, 1)), rng)
 
 
+@pytest.mark.usefixtures("one_thread")
 @pytest.mark.parametrize("name", ["resnet-projection", "fire", "shuffle"])
 def test_blocks_finite_differences(name, rng):
     m = {"resnet-projection": lambda: resnet_block(2, 2, 2, rng, np.float64),
          "fire": lambda: fire(2, 2, 1, rng, np.float64),
          "shuffle": lambda: shuffle_unit(2, rng, np.float64)}[name]()
     m.eval()  # eval: BN is a fixed affine map, so repeated forwards do not move the running statistics
-    gradcheck_module(m, rng.standard_normal((1, 2, 4, 3)), rng)
+    gradcheck_module(m, rng.standard_normal((1, 2, 3, 3)), rng)
 
 
 def test_children_are_named_like_torch():

@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from kernels import _config
 from nn.activations import Hardsigmoid, Hardswish, LeakyReLU, ReLU, ReLU6, Sigmoid, Softmax, Tanh
 from nn.basic import Dropout, Flatten, Identity
 from nn.conv import Conv2d
@@ -13,6 +14,15 @@ from nn.norm import BatchNorm1d, BatchNorm2d
 from tests.helpers import assert_close, check_module_against_torch, gradcheck_module
 
 DTYPES = [np.float64, np.float32]
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny finite-difference shapes run thousands of kernel calls: parallel dispatch would dominate them."""
+    old = _config.get_num_threads()
+    _config.set_num_threads(1)
+    yield
+    _config.set_num_threads(old)
 
 
 def _x(rng, shape, dtype):
@@ -54,12 +64,14 @@ def test_softmax_is_stable_for_large_inputs(rng):
 
 @pytest.mark.parametrize("make", ACTIVATIONS[:2] + [lambda: LeakyReLU(0.2), Sigmoid, Tanh, lambda: Softmax(-1)],
                          ids=["relu", "relu6", "leaky", "sigmoid", "tanh", "softmax"])
+@pytest.mark.usefixtures("one_thread")
 def test_activation_finite_differences(make, rng):
     # smooth points only: finite differences are meaningless at a kink
     x = rng.uniform(0.2, 2.5, (3, 4)) * rng.choice([-1, 1], (3, 4))
     gradcheck_module(make(), x, rng)
 
 
+@pytest.mark.usefixtures("one_thread")
 @pytest.mark.parametrize("make", [Hardswish, Hardsigmoid])
 def test_hard_activations_finite_differences(make, rng):
     x = rng.uniform(-5.0, 5.0, (3, 5))
@@ -114,6 +126,12 @@ def test_dropout_is_inverted_and_uses_the_rng(dtype):
         Dropout(1.5)
 
 
+@pytest.mark.usefixtures("one_thread")
+def test_shape_layers_finite_differences(rng):
+    for m in (Flatten(), Flatten(0, 1), Identity(), Linear(3, 2, dtype=np.float64)):
+        gradcheck_module(m, rng.standard_normal((2, 2, 3)), rng)
+
+
 # ------------------------------------------------------------------------------------------ linear on 3-d
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -161,6 +179,7 @@ def test_batchnorm_empty_batch_matches_torch(dtype, rng, torch):
     np.testing.assert_array_equal(m.running_var, np.ones(3, dtype))
 
 
+@pytest.mark.usefixtures("one_thread")
 @pytest.mark.parametrize("train", [True, False])
 @pytest.mark.parametrize("cls, shape", [(BatchNorm1d, (4, 2)), (BatchNorm1d, (3, 2, 3)), (BatchNorm2d, (2, 2, 2, 3))])
 def test_batchnorm_finite_differences(cls, shape, train, rng):
@@ -221,11 +240,21 @@ def test_conv2d_matches_torch(case, dtype, rng, torch):
     _against_torch(m, _x(rng, shape, dtype), rng)
 
 
-@pytest.mark.parametrize("case", ["basic", "dilation", "depthwise", "same-even-kernel", "stride>kernel"])
+FD_CONV_CASES = {  # tiny versions of CONV_CASES: every finite difference runs two forwards
+    "basic": _case((1, 2, 4, 3), 2, 2, 3, padding=1),
+    "dilation": _case((1, 1, 5, 4), 1, 2, 2, dilation=(2, 1), padding=1),
+    "depthwise": _case((1, 3, 5, 5), 3, 3, 3, groups=3, stride=2, padding=1),
+    "same-even-kernel": _case((1, 1, 4, 5), 1, 2, (2, 3), padding="same"),
+    "stride>kernel": _case((1, 2, 7, 5), 2, 1, 2, stride=3),
+}
+
+
+@pytest.mark.usefixtures("one_thread")
+@pytest.mark.parametrize("case", list(FD_CONV_CASES))
 def test_conv2d_finite_differences(case, rng):
-    kwargs, shape = CONV_CASES[case]
+    kwargs, shape = FD_CONV_CASES[case]
     m = Conv2d(**kwargs, rng=rng, dtype=np.float64)
-    gradcheck_module(m, rng.standard_normal((1,) + shape[1:]), rng)
+    gradcheck_module(m, rng.standard_normal(shape), rng)
 
 
 def test_conv2d_init_is_torch_like(rng):

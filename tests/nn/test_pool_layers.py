@@ -7,6 +7,7 @@ import pytest
 from nn.interop import to_torch
 from nn.pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 from tests.helpers import check_module_against_torch, gradcheck_module
+from tests.nn.test_layers import one_thread  # noqa: F401 (fixture)
 
 DTYPES = [np.float64, np.float32]
 
@@ -52,6 +53,7 @@ def test_maxpool_gradient_goes_to_the_first_maximum(torch):
     np.testing.assert_array_equal(m.backward(g), xt.grad.numpy())
 
 
+@pytest.mark.usefixtures("one_thread")
 @pytest.mark.parametrize("case", ["max-ceil-pad", "max-dilation", "avg-no-count-pad", "avg-divisor", "adaptive-3x2"])
 def test_pooling_finite_differences(case, rng):
     make, shape = POOL_CASES[case]
