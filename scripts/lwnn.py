@@ -214,12 +214,14 @@ def train(data_dir, run_dir, resume, quiet, augment, **options) -> None:
 @click.option("--dataset", type=click.Choice(DATASET_NAMES), default=None, help="default: the one it was trained on")
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None)
 @click.option("--batch-size", default=1000, show_default=True)
-def evaluate_cmd(checkpoint, dataset, data_dir, batch_size) -> None:
+@click.option("--test-limit", type=click.IntRange(1), default=None, help="evaluate on the first N test images only")
+def evaluate_cmd(checkpoint, dataset, data_dir, batch_size, test_limit) -> None:
     """Test loss and accuracy of a checkpoint (its model is rebuilt from the stored architecture)."""
     def go():
         ck = load_checkpoint(checkpoint)
         name = dataset or ck.metadata.get("dataset", "fashion-mnist")
         x, y = datasets.load_dataset(name, data_dir, "test")
+        x, y = x[:test_limit], y[:test_limit]
         if "mean" in ck.metadata:
             x = datasets.normalize(x, ck.metadata["mean"], ck.metadata["std"])
         loss, acc = evaluate(ck.model, x, y, batch_size)
