@@ -86,3 +86,18 @@ def test_sensitivity_scan(fmnist, base):
     chosen = ratios_from_sensitivity(sens, ratios, a0, tolerance=1.0)
     assert chosen == {"0": 0.75, "4": 0.75}
     assert load(state).state_dict()["0.weight"].shape == model[0].weight.shape  # scan left the model alone
+
+
+def test_script_smoke(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from scripts.li2017_l1filter import main
+    res = CliRunner().invoke(main, ["--smoke", "--run-dir", str(tmp_path / "run")])
+    assert res.exit_code == 0, res.output
+    files = {p.name for p in (tmp_path / "run").iterdir()}
+    assert {"config.json", "results.json", "results.csv", "sensitivity.csv", "sensitivity.png"} <= files
+    rows = json.loads((tmp_path / "run" / "results.json").read_text())["rows"]
+    assert [r["model"] for r in rows] == ["baseline", "random, no retraining", "L1, no retraining", "L1, retrained"]
+    assert rows[-1]["macs"] < rows[0]["macs"] and rows[-1]["params"] < rows[0]["params"]
