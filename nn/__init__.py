@@ -8,12 +8,15 @@ from nn.containers import ChannelShuffle, ChannelSplit, Concat, Residual, Sequen
 from nn.conv import Conv2d
 from nn.linear import Linear
 from nn.losses import CrossEntropyLoss, KDLoss, MSELoss
+from nn.models import NAMES, build
 from nn.module import Module
 from nn.norm import BatchNorm1d, BatchNorm2d
 from nn.optim import SGD, Adam, AdamW, CosineAnnealingLR, StepLR
 from nn.pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
+from nn.profile import model_latency, profile, summary_table, totals
 
 __all__ = [
+    "NAMES",
     "SGD",
     "Adam",
     "AdamW",
@@ -46,4 +49,9 @@ __all__ = [
     "Softmax",
     "StepLR",
     "Tanh",
+    "build",
+    "model_latency",
+    "profile",
+    "summary_table",
+    "totals",
 ]
