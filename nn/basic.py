@@ -58,8 +58,11 @@ def dropout_backward(g: np.ndarray, scale: np.ndarray) -> np.ndarray:
 class Dropout(Module):
     """Inverted dropout (identity in eval). The mask comes from ``rng`` (a Generator or a seed)."""
 
-    def __init__(self, p: float = 0.5, inplace: bool = False, rng: np.random.Generator | int | None = None) -> None:
+    def __init__(self, p: float = 0.5, rng: np.random.Generator | int | None = None, *, inplace: bool = False) -> None:
         super().__init__()
+        if isinstance(rng, bool):
+            raise TypeError("Dropout: rng must be a numpy Generator or a seed, got a bool; "
+                            "torch's inplace flag is keyword-only here (Dropout(p, inplace=...))")
         if not 0.0 <= p <= 1.0:
             raise ValueError(f"Dropout probability has to be between 0 and 1, but got {p}")
         self.p = float(p)

@@ -168,7 +168,7 @@ def from_torch(torch_module, rng: np.random.Generator | int | None = None) -> Mo
     elif T is tnn.Flatten:
         m = Flatten(t.start_dim, t.end_dim)
     elif T is tnn.Dropout:
-        m = Dropout(t.p, t.inplace, rng=rng)
+        m = Dropout(t.p, rng=rng, inplace=t.inplace)
     elif T is tnn.Identity:
         m = Identity()
     elif T is tnn.ChannelShuffle:

@@ -124,6 +124,20 @@ def test_dropout_is_inverted_and_uses_the_rng(dtype):
     assert not Dropout(1.0)(x).any()
     with pytest.raises(ValueError, match="between 0 and 1"):
         Dropout(1.5)
+    with pytest.raises(TypeError, match="inplace"):
+        Dropout(0.5, True)
+
+
+def test_parameterless_layers_reject_bad_input():
+    for m in (ReLU(), Softmax(1), Flatten(), Identity(), Dropout()):
+        with pytest.raises(TypeError, match="float32 or float64"):
+            m(np.zeros((2, 3), np.int64))
+        with pytest.raises(TypeError, match="numpy.ndarray"):
+            m([[1.0, 2.0]])
+        with pytest.raises(RuntimeError, match="without a fresh forward"):
+            m.backward(np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="out of range"):
+        Softmax(2)(np.zeros((2, 3)))
 
 
 @pytest.mark.usefixtures("one_thread")
