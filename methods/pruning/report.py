@@ -166,3 +166,41 @@ def write_sensitivity(rows: list[dict], out_dir: str | Path, stem: str = "sensit
     fig.savefig(png_path, dpi=110)
     plt.close(fig)
     return csv_path, png_path
+
+
+# ----------------------------------------------------------------------------------- run folders
+
+
+def run_folder(paper_id: str, run_dir: str | Path | None = None) -> Path:
+    """``run_dir`` or ``runs/<paper_id>-<timestamp>``, created."""
+    import time
+    path = Path(run_dir) if run_dir else Path("runs") / f"{paper_id}-{time.strftime('%Y%m%d-%H%M%S')}"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def jsonable(v):
+    """Dataclasses, numpy scalars/arrays, tuples and dicts turned into JSON-able values."""
+    import dataclasses
+    if isinstance(v, dict):
+        return {str(k): jsonable(e) for k, e in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [jsonable(e) for e in v]
+    if dataclasses.is_dataclass(v) and not isinstance(v, type):
+        return jsonable(dataclasses.asdict(v))
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, np.ndarray):
+        return v.tolist()
+    return v
+
+
+def save_run(run_dir: Path, config, results: dict, tables: dict[str, list[dict]] | None = None) -> None:
+    """``config.json`` (resolved configuration), ``results.json`` and one ``<name>.csv`` per table."""
+    import json
+    (run_dir / "config.json").write_text(json.dumps(jsonable(config), indent=1))
+    (run_dir / "results.json").write_text(json.dumps(jsonable(results), indent=1))
+    for name, rows in (tables or {}).items():
+        if rows:
+            write_csv(run_dir / f"{name}.csv", [{k: (v if not isinstance(v, dict) else jsonable(v))
+                                                 for k, v in r.items()} for r in rows])

@@ -15,10 +15,10 @@ key that hashes the training configuration and the source of every file the trai
 change to the engine retrains instead of reusing stale weights. Both xdist workers may train concurrently
 the first time; the write is atomic.
 
-Every test under tests/methods runs with numpy's BLAS limited to one thread (autouse ``_one_blas_thread``):
-on the shared 2-core machine, with two xdist workers, a 2-thread OpenBLAS spins and made a LeNet-300-100
-batch 15x slower (330 ms instead of 20 ms wall). Latency comparisons in these tests are therefore
-single-threaded on both sides.
+Every test under tests/methods runs with numpy's BLAS and numba limited to one thread (autouse
+``_one_thread``): on the shared 2-core machine, with two xdist workers, a 2-thread OpenBLAS spins and made a
+LeNet-300-100 batch 15x slower (330 ms instead of 20 ms wall), and a 2-thread numba SpMM took 36 ms instead
+of 0.56 ms. Latency comparisons in these tests are therefore single-threaded on both sides.
 """
 from __future__ import annotations
 
@@ -96,10 +96,17 @@ def build_model(arch: str, seed: int):
 
 
 @pytest.fixture(autouse=True)
-def _one_blas_thread():
+def _one_thread():
     from threadpoolctl import threadpool_limits
-    with threadpool_limits(1):
-        yield
+
+    from kernels._config import get_num_threads, set_num_threads
+    before = get_num_threads()
+    set_num_threads(1)
+    try:
+        with threadpool_limits(1):
+            yield
+    finally:
+        set_num_threads(before)
 
 
 @pytest.fixture(scope="session")
@@ -115,12 +122,12 @@ def fmnist() -> Data:
 def _source_key(cfg: TrainCfg, arch: str) -> str:
     h = hashlib.sha256(json.dumps({"arch": arch, **asdict(cfg)}, sort_keys=True).encode())
     for rel in ("nn/linear.py", "nn/module.py", "nn/optim.py", "nn/losses.py", "nn/data.py", "nn/init.py",
-                "nn/activations.py", "nn/basic.py", "nn/containers.py", "nn/models.py",
-                "tests/methods/conftest.py"):
+                "nn/activations.py", "nn/basic.py", "nn/containers.py", "nn/models.py"):
         p = ROOT / rel
         h.update(rel.encode() + (p.read_bytes() if p.exists() else b"-"))
     from methods.pruning.common import train_epochs
-    h.update(inspect.getsource(train_epochs).encode())  # the loop only: other edits to common.py keep the cache
+    for fn in (train_epochs, build_model, train_baseline):  # not the whole files: unrelated edits keep the cache
+        h.update(inspect.getsource(fn).encode())
     return h.hexdigest()[:16]
 
 
