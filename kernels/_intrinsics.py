@@ -5,8 +5,8 @@
 * Register-tiled micro-kernels written directly in LLVM IR, one per instruction family:
 
   - ``vnni_tile(MR, NV)``: u8 x s8 dot products with ``llvm.x86.avx512.vpdpbusd.512`` (AVX512_VNNI),
-  - ``i16_tile(MR, NV)``: int16 pairs with ``llvm.x86.avx2.pmadd.wd`` (``vpmaddwd``, AVX2; exact, the
-    portable int8 path),
+  - ``i16_tile(MR, NV)``: int8 weights sign-extended to int16 pairs, ``llvm.x86.avx2.pmadd.wd``
+    (``vpmaddwd``, AVX2; exact, the portable int8 path),
   - ``shift_tile(MR, NV, NT)``: power-of-two weights as 4-bit codes, ``llvm.x86.avx2.psllv.d.256`` (per-lane
     variable left shift) and ``llvm.x86.avx2.psign.d`` (sign), AVX2.
 
@@ -149,14 +149,16 @@ def vnni_tile(MR: int, NV: int):
 
 @functools.cache
 def i16_tile(MR: int, NV: int):
-    """int16 tile. A: int16 rows (K padded to 2); Bp: int16 panel ``[k2][NV*8 columns][2]``;
-    ``n_steps`` = K/2. ``vpmaddwd`` forms a0*b0 + a1*b1 in int32 (exact for |a|, |b| <= 255)."""
-    v8, w16 = ir.VectorType(I32, 8), ir.VectorType(I16, 16)
+    """int16 tile. A: int16 rows (K padded to 2); Bp: int8 panel ``[k2][NV*8 columns][2]``, sign-extended
+    to int16 in registers (``vpmovsxbw``: 1 byte per weight in memory); ``n_steps`` = K/2. ``vpmaddwd`` forms
+    a0*b0 + a1*b1 in int32, exact for |a| <= 255, |b| <= 128."""
+    v8, w16, b16 = ir.VectorType(I32, 8), ir.VectorType(I16, 16), ir.VectorType(I8, 16)
 
     def step(builder, a_ptr, rows, b_ptr, b_off, k, accs):
         md = _fn(builder, "llvm.x86.avx2.pmadd.wd", v8, [w16, w16])
         bk = builder.add(b_off, builder.mul(k, ir.Constant(I64, 16 * NV)))
-        bv = [_load(builder, b_ptr, builder.add(bk, ir.Constant(I64, 16 * v)), w16) for v in range(NV)]
+        bv = [builder.sext(_load(builder, b_ptr, builder.add(bk, ir.Constant(I64, 16 * v)), b16), w16)
+              for v in range(NV)]
         k2 = builder.mul(k, ir.Constant(I64, 2))
         out = []
         for r in range(MR):

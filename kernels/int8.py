@@ -16,8 +16,8 @@ Two exact paths compute the same integers (``path=`` 'vnni' | 'int16' | 'auto'):
 * 'vnni' (AVX512_VNNI): ``vpdpbusd`` multiplies u8 by s8. int8 activations are mapped to uint8 by adding 128
   (``A ^ 0x80``) with ``za + 128``; zero points are then corrected with row and column sums:
   ``sum (A-za)(B-zb) = sum A B - zb * rowsum(A) - za * colsum(B) + K za zb``.
-* 'int16' (AVX2): ``A - za`` and ``B - zb`` fit in int16 (|.| <= 255) and ``vpmaddwd`` sums products of
-  pairs in int32 exactly, so no correction terms are needed.
+* 'int16' (AVX2): ``A - za`` fits in int16 and B is sign-extended from int8 in registers; ``vpmaddwd`` sums
+  products of pairs in int32 exactly, and ``zb`` is corrected with ``- zb * sum_k (A - za)``.
 
 Accumulation is int32 (wrapping, like the hardware); ``K <= 33025`` guarantees no wrap since
 ``K * 255 * 255 < 2**31``. Public: ``quantize_multiplier``, ``requantize``, ``pack_weights``, ``qgemm``,
@@ -194,7 +194,7 @@ class PackedWeights:
     """Weights B (K, N) int8 with zero point ``zero_point``, packed for one path.
 
     'vnni': ``data`` int8 ``[N/64 panels][K4][64 columns][4]`` (raw B, padding 0), ``colsum`` = sum_k B[k, j].
-    'int16': ``data`` int16 ``[N/16 panels][K2][16 columns][2]`` holding ``B - zb`` (padding 0).
+    'int16': ``data`` int8 ``[N/16 panels][K2][16 columns][2]`` (raw B, padding 0); the tile sign-extends it.
     """
     path: str
     K: int
@@ -229,21 +229,26 @@ def pack_weights(B: np.ndarray, b_zero_point: int = 0, path: str = "auto") -> Pa
         colsum = Bz.sum(axis=0, dtype=np.int64)
     else:
         Kp, Np = _ceil(max(K, 1), 2), _ceil(max(N, 1), I16_NR)
-        Bz = np.zeros((Kp, Np), np.int16)
-        Bz[:K, :N] = B.astype(np.int16) - zb
+        Bz = np.zeros((Kp, Np), np.int8)
+        Bz[:K, :N] = B
         data = Bz.reshape(Kp // 2, 2, Np // I16_NR, I16_NR).transpose(2, 0, 3, 1)  # (P, K2, NR, 2)
         colsum = np.zeros(Np, np.int64)
     return PackedWeights(path, K, N, zb, np.ascontiguousarray(data).reshape(-1), colsum)
 
 
 @pjit
-def _pack_a_i16(A, za, Kp, out):
+def _pack_a_i16(A, za, Kp, out, rowsum):
+    """int16 copy of A - za, K padded with 0, and its row sums."""
     M, K = A.shape
     for i in prange(M):
+        s = 0
         for k in range(K):
-            out[i, k] = np.int16(A[i, k]) - za
+            v = np.int16(A[i, k]) - za
+            out[i, k] = v
+            s += np.int64(v)
         for k in range(K, Kp):
             out[i, k] = 0
+        rowsum[i] = s
 
 
 @pjit
@@ -276,6 +281,8 @@ def _epilogue(Ct, rows, NR, i0, j0, rowterm, colterm, m0, shift, zp, lo, hi, req
                 C32[i0 + r, j0 + jj] = acc
 
 
+# Two drivers with the same loop, one per instruction family: a function that merely *contains* a vpdpbusd call
+# fails to compile for a CPU without AVX512_VNNI, so the VNNI tiles must live in a function of their own.
 @pjit
 def _drive_vnni(Ap, Bp, K4, rowterm, colterm, m0, shift, zp, lo, hi, requant, C32, Cq):
     M, lda = Ap.shape
@@ -357,9 +364,10 @@ def _gemm(fn, A, B, a_zero_point, b_zero_point, bias, requant, path):
         _drive_vnni(Ap, pw.data, Kp // 4, rowterm, colterm, *rq, C32, Cq)
     else:
         Kp = _ceil(max(K, 1), 2)
-        Ap = np.empty((M, Kp), np.int16)
-        _pack_a_i16(A, np.int16(za), Kp, Ap)
-        _drive_i16(Ap, pw.data, Kp // 2, np.zeros(M, np.int64), colterm, *rq, C32, Cq)
+        Ap, rowsum = np.empty((M, Kp), np.int16), np.empty(M, np.int64)
+        _pack_a_i16(A, np.int16(za), Kp, Ap, rowsum)
+        # sum (A-za)(B-zb) = sum (A-za) B - zb sum_k (A-za)
+        _drive_i16(Ap, pw.data, Kp // 2, -zb * rowsum, colterm, *rq, C32, Cq)
     return C32 if requant is None else Cq
 
 
