@@ -173,16 +173,19 @@ def test_threads_identical(rng):
 
 def test_vnni_kernel_compiles_to_vpdpbusd():
     """Codegen of the VNNI path for an AVX512_VNNI target (runs on any host: compile only, never executed)."""
-    code = ("import numpy as np\n"
+    code = ("import numpy as np, numba\n"
+            "from numba import typeof\n"
             "from kernels import int8 as q\n"
             "assert q._x.cpu_has('avx512_vnni')\n"
             "A = np.zeros((5, 8), np.uint8); P = q.pack_weights(np.zeros((8, 3), np.int8), 0, 'vnni')\n"
-            "from numba import typeof\n"
             "args = (A, P.data, 2, np.zeros(5, np.int64), P.colsum, 1 << 30, 0, 0, 0, 255, True,\n"
             "        np.empty((0, 0), np.int32), np.empty((5, 3), np.uint8))\n"
-            "q._drive_vnni.compile(tuple(typeof(a) for a in args))\n"
-            "asm = '\\n'.join(q._drive_vnni.inspect_asm().values())\n"
-            "print(asm.count('vpdpbusd'))\n")
+            "q._drive_vnni.compile(tuple(typeof(a) for a in args))  # the whole parallel driver compiles\n"
+            "def tile(A, B, Ct):\n"
+            "    q._VNNI_BIG(A, 0, 8, B, 0, 2, Ct)\n"
+            "f = numba.njit(tile)\n"
+            "f.compile((typeof(A), typeof(P.data), typeof(np.zeros(256, np.int32))))\n"
+            "print('\\n'.join(f.inspect_asm().values()).count('vpdpbusd'))\n")
     env = dict(os.environ, NUMBA_CPU_NAME="znver4", NUMBA_DISABLE_CACHE="1", NUMBA_CACHE_DIR="/tmp/lwnn-vnni",
                NUMBA_CPU_FEATURES="+avx2,+fma,+avx512f,+avx512bw,+avx512vl,+avx512dq,+avx512vnni")
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
