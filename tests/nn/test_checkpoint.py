@@ -183,3 +183,40 @@ def test_rebuild_needs_arch(tmp_path, rng):
     path = save_checkpoint(tmp_path / "noarch.h5", m)
     with pytest.raises(CheckpointError, match="noarch.h5: no architecture recorded"):
         load_checkpoint(path)
+
+
+@pytest.mark.parametrize("kind", ["sgd", "adam", "adamw"])
+def test_real_optimizer_round_trip_continues_identically(tmp_path, rng, kind):
+    from nn.losses import CrossEntropyLoss
+    from nn.optim import SGD, Adam, AdamW, CosineAnnealingLR
+
+    def setup(seed):
+        m = Sequential(Linear(3, 4, rng=np.random.default_rng(seed), dtype=np.float64),
+                       Linear(4, 2, rng=np.random.default_rng(seed + 1), dtype=np.float64))
+        o = {"sgd": lambda: SGD(m, lr=0.1, momentum=0.9, weight_decay=1e-3, nesterov=True),
+             "adam": lambda: Adam(m, lr=0.01, betas=(0.8, 0.99), weight_decay=1e-3),
+             "adamw": lambda: AdamW(m, lr=0.01, weight_decay=1e-2)}[kind]()
+        return m, o, CosineAnnealingLR(o, T_max=5)
+
+    x, y = rng.standard_normal((8, 3)), rng.integers(0, 2, 8)
+    ce = CrossEntropyLoss()
+
+    def step(m, o, s):
+        o.zero_grad()
+        ce.forward(m(x), y)
+        m.backward(ce.backward())
+        o.step()
+        s.step()
+
+    a = setup(0)
+    for _ in range(3):
+        step(*a)
+    save_checkpoint(tmp_path / "o.h5", a[0], a[1], a[2], epoch=3)
+    b = setup(10)
+    load_checkpoint(tmp_path / "o.h5", b[0], b[1], b[2])
+    assert b[1].lr == a[1].lr and b[2].last_epoch == 3
+    for _ in range(2):
+        step(*a)
+        step(*b)
+    for (name, p), (_, q) in zip(a[0].named_parameters(), b[0].named_parameters()):
+        assert np.array_equal(p, q), name
