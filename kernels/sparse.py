@@ -24,12 +24,16 @@ from numba.core import cgutils
 from numba.extending import intrinsic
 
 from kernels._config import njit, pjit
+from kernels._intrinsics import _target_features
 from kernels.conv import _pair, conv2d_ref  # _pair: the int-or-pair argument check of the float conv
 
 _FLOATS = (np.dtype(np.float32), np.dtype(np.float64))
 _INTS = (np.dtype(np.int32), np.dtype(np.int64))
-CH32 = 64   # float32 outputs per register chunk: 8 ymm (AVX2) or 4 zmm accumulators
-CH64 = 32   # float64 outputs per register chunk: the same 256 bytes
+# Output chunk held in registers: 8 vector accumulators, enough independent FMA chains to hide the FMA latency
+# on two pipes -- 8 ymm on AVX2 (of 16 registers), 8 zmm with AVX-512 (of 32).
+_VEC_BYTES = 64 if "avx512f" in _target_features() else 32
+CH32 = 8 * _VEC_BYTES // 4   # float32 outputs per chunk
+CH64 = 8 * _VEC_BYTES // 8   # float64 outputs per chunk
 ROWS = 32   # rows per parallel block
 
 
