@@ -200,8 +200,8 @@ def fit(model: Module, loss, optimizer, train: tuple[np.ndarray, np.ndarray], ep
         if scheduler is not None:
             scheduler.step()
         history.append(row)
-        if run_dir is not None:
-            checkpoint(epoch)
+        if run_dir is not None:  # metrics first: a log row without its checkpoint is dropped on resume
             _write_metrics(run_dir, history)
+            checkpoint(epoch)
             (run_dir / "interrupted.json").unlink(missing_ok=True)
     return history
