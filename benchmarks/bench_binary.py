@@ -12,8 +12,10 @@ packed once -- against numpy sgemm and torch.matmul of the same (M, K) x (K, N) 
 from __future__ import annotations
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from benchmarks.common import environment, table, timeit, torch_threads
+from kernels._config import get_num_threads, set_num_threads
 from kernels._intrinsics import _target_features
 from kernels.binary import binary_conv2d, pack_conv_weight, pack_signs, xnor_gemm
 
@@ -40,8 +42,15 @@ def gemm_rows(shapes=GEMM_SHAPES, rng=None) -> list[dict]:
         t_torch = timeit(torch.matmul, At, WTt)
         t_pack = timeit(pack_signs, A)
         t_ours = timeit(_xnor_with_pack, A, w_bits, K)
+        threads = get_num_threads()
+        set_num_threads(1)
+        t_ours1 = timeit(_xnor_with_pack, A, w_bits, K)
+        set_num_threads(threads)
+        with threadpool_limits(1):
+            t_blas1 = timeit(np.matmul, A, WT)
         rows.append({"M x N x K": f"{M}x{N}x{K}", "xnor+pack ms": 1e3 * t_ours, "pack A ms": 1e3 * t_pack,
                      "sgemm BLAS ms": 1e3 * t_blas, "torch.matmul ms": 1e3 * t_torch,
+                     "xnor+pack 1T ms": 1e3 * t_ours1, "sgemm 1T ms": 1e3 * t_blas1, "x BLAS 1T/1T": t_blas1 / t_ours1,
                      "x BLAS": t_blas / t_ours, "x torch": t_torch / t_ours,
                      "T binary-op/s": 2 * M * N * K / t_ours / 1e12})
     return rows
@@ -63,9 +72,19 @@ def conv_rows(layers=CONV_LAYERS, rng=None) -> list[dict]:
             t_nhwc = timeit(torch.nn.functional.conv2d, xcl, wcl, None, s, p)
         t_ours = timeit(binary_conv2d, x, w_bits, k, s, p, 1, alpha)
         best = min(t_nchw, t_nhwc)
+        threads = get_num_threads()
+        set_num_threads(1)
+        torch.set_num_threads(1)
+        t_ours1 = timeit(binary_conv2d, x, w_bits, k, s, p, 1, alpha)
+        with torch.no_grad():
+            best1 = min(timeit(torch.nn.functional.conv2d, xt, wt, None, s, p),
+                        timeit(torch.nn.functional.conv2d, xcl, wcl, None, s, p))
+        set_num_threads(threads)
+        torch.set_num_threads(2)
         rows.append({"layer": name, "shape N,C,H,Co,k,s,p": f"{N},{C},{H},{Co},{k},{s},{p}",
                      "binary conv ms": 1e3 * t_ours, "torch NCHW ms": 1e3 * t_nchw,
-                     "torch NHWC ms": 1e3 * t_nhwc, "x torch-best": best / t_ours})
+                     "torch NHWC ms": 1e3 * t_nhwc, "x torch-best": best / t_ours,
+                     "binary 1T ms": 1e3 * t_ours1, "torch-best 1T ms": 1e3 * best1, "x torch-best 1T/1T": best1 / t_ours1})
     return rows
 
 
@@ -77,10 +96,11 @@ def main() -> None:
     print(environment())
     print(f"popcount path: {popcnt}\n")
     print(table(gemm_rows(), ["M x N x K", "xnor+pack ms", "pack A ms", "sgemm BLAS ms", "torch.matmul ms",
-                              "x BLAS", "x torch", "T binary-op/s"]))
+                              "x BLAS", "x torch", "T binary-op/s", "xnor+pack 1T ms", "sgemm 1T ms",
+                              "x BLAS 1T/1T"]))
     print("\n## Binary conv (binarize, pack, im2col on words, XNOR GEMM, alpha) vs torch float conv\n")
     print(table(conv_rows(), ["layer", "shape N,C,H,Co,k,s,p", "binary conv ms", "torch NCHW ms", "torch NHWC ms",
-                              "x torch-best"]))
+                              "x torch-best", "binary 1T ms", "torch-best 1T ms", "x torch-best 1T/1T"]))
 
 
 if __name__ == "__main__":
