@@ -56,7 +56,7 @@ class Residual(Module):
     def __init__(self, body: Module, shortcut: Module | None = None) -> None:
         super().__init__()
         for what, m in (("body", body), ("shortcut", shortcut)):
-            if m is not None and not isinstance(m, Module):
+            if not isinstance(m, Module) and (what == "body" or m is not None):
                 raise TypeError(f"Residual {what} is a {type(m).__name__}, not an lwnn Module")
         self.body = body
         if shortcut is not None:

@@ -11,6 +11,8 @@ matched exactly (a subclass may change ``forward``), and an unknown type raises 
 """
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import numpy as np
 
 from nn.activations import Hardsigmoid, Hardswish, LeakyReLU, ReLU, ReLU6, Sigmoid, Softmax, Tanh
@@ -136,7 +138,9 @@ def from_torch(torch_module, rng: np.random.Generator | int | None = None) -> Mo
     T = type(t)
     twins = torch_twins()
     if T is tnn.Sequential:
-        m = Sequential(*[from_torch(c, rng) for c in t.children()])
+        m = Sequential()
+        for name, c in t.named_children():  # keeps torch's names, also OrderedDict ones ("conv1", ...)
+            setattr(m, name, from_torch(c, rng))
     elif T is twins["TorchResidual"]:
         m = Residual(from_torch(t.body, rng), None if t.shortcut is None else from_torch(t.shortcut, rng))
     elif T is twins["TorchConcat"]:
@@ -189,7 +193,7 @@ def to_torch(module: Module):
     twins = torch_twins()
     dt = _torch_dtype(m.dtype or np.float32)
     if T is Sequential:
-        t = tnn.Sequential(*[to_torch(c) for c in m.children()])
+        t = tnn.Sequential(OrderedDict((name, to_torch(c)) for name, c in m.named_children()))
     elif T is Residual:
         t = twins["TorchResidual"](to_torch(m.body), None if m.shortcut is None else to_torch(m.shortcut))
     elif T is Concat:

@@ -112,6 +112,8 @@ def test_container_errors():
         ChannelShuffle(2)(np.zeros((1, 3, 2, 2)))
     with pytest.raises(TypeError, match="not an lwnn Module"):
         Concat(Identity(), "relu")
+    with pytest.raises(TypeError, match="Residual body is a NoneType"):
+        Residual(None)
     with pytest.raises(TypeError, match="ndarray"):
         Residual(Identity())([1.0, 2.0])
     for m in (Residual(Identity()), Concat(Identity()), ChannelShuffle(2)):

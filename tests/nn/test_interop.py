@@ -100,6 +100,19 @@ def test_nested_model_round_trips(train, dtype, rng, torch):
     assert_close("to_torch(from_torch(t))", want2, want, dtype)
 
 
+def test_sequential_keeps_torch_child_names(torch):
+    from collections import OrderedDict
+
+    t = torch.nn.Sequential(OrderedDict(conv1=torch.nn.Conv2d(1, 2, 3), act=torch.nn.ReLU(),
+                                        head=torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(8, 3))))
+    m = from_torch(t)
+    assert [n for n, _ in m.named_parameters()] == [n for n, _ in t.named_parameters()]
+    assert list(to_torch(m).state_dict()) == list(t.state_dict())
+    x = np.random.default_rng(0).standard_normal((2, 1, 4, 4)).astype(np.float32)
+    with torch.no_grad():
+        assert_close("named Sequential", m(x), t(torch.tensor(x)).numpy(), np.float32)
+
+
 def test_unknown_types_raise_typeerror_naming_the_type(torch):
     with pytest.raises(TypeError, match="torch.nn.modules.conv.Conv1d"):
         from_torch(torch.nn.Sequential(torch.nn.Conv1d(2, 2, 3)))
