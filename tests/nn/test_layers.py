@@ -6,12 +6,12 @@ import pytest
 
 from kernels import _config
 from nn.activations import Hardsigmoid, Hardswish, LeakyReLU, ReLU, ReLU6, Sigmoid, Softmax, Tanh
-from nn.basic import Dropout, Flatten, Identity
+from nn.basic import Dropout, Flatten, Identity, dropout_backward, dropout_forward
 from nn.conv import Conv2d
 from nn.interop import to_torch
 from nn.linear import Linear
 from nn.norm import BatchNorm1d, BatchNorm2d
-from tests.helpers import assert_close, check_module_against_torch, gradcheck_module
+from tests.helpers import assert_close, check_module_against_torch, finite_difference_check, gradcheck_module
 
 DTYPES = [np.float64, np.float32]
 
@@ -126,6 +126,16 @@ def test_dropout_is_inverted_and_uses_the_rng(dtype):
         Dropout(1.5)
     with pytest.raises(TypeError, match="inplace"):
         Dropout(0.5, True)
+
+
+def test_dropout_finite_differences(rng):
+    x, g = rng.standard_normal((3, 4)), rng.standard_normal((3, 4))
+    _, scale = dropout_forward(x, 0.4, np.random.default_rng(3))
+
+    def f(xx):  # the same mask on every evaluation: re-seeded generator
+        return float(np.sum(dropout_forward(xx, 0.4, np.random.default_rng(3))[0] * g))
+
+    finite_difference_check(f, x.copy(), dropout_backward(g, scale))
 
 
 def test_parameterless_layers_reject_bad_input():
@@ -246,6 +256,7 @@ CONV_CASES = {  # name: (constructor kwargs, input shape)
 }
 
 
+@pytest.mark.filterwarnings("ignore:Using padding='same'")  # torch's note that it copies the input
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("case", list(CONV_CASES))
 def test_conv2d_matches_torch(case, dtype, rng, torch):
