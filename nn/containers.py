@@ -71,6 +71,8 @@ class Residual(Module):
         if yb.shape != ys.shape:
             raise ValueError(f"Residual branch shapes differ: body gives {yb.shape}, "
                              f"shortcut gives {ys.shape} (input {x.shape})")
+        if yb.dtype != ys.dtype:
+            raise TypeError(f"Residual branch dtypes differ: body gives {yb.dtype}, shortcut gives {ys.dtype}")
         self._save(shape=yb.shape)
         return yb + ys
 

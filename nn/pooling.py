@@ -32,8 +32,8 @@ class _Pool2d(Module):
         super().__init__()
         name = type(self).__name__
         self.kernel_size = pair_arg(kernel_size, name, "kernel_size", 1)
-        self.stride = self.kernel_size if stride is None or stride == [] or stride == () else \
-            pair_arg(stride, name, "stride", 1)
+        empty = stride is None or (isinstance(stride, (tuple, list)) and len(stride) == 0)  # torch: default
+        self.stride = self.kernel_size if empty else pair_arg(stride, name, "stride", 1)
         self.padding = pair_arg(padding, name, "padding", 0)
         self.dilation = pair_arg(dilation, name, "dilation", 1)
         self.ceil_mode = bool(ceil_mode)

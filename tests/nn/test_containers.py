@@ -9,6 +9,7 @@ from nn.basic import Identity
 from nn.containers import ChannelShuffle, ChannelSplit, Concat, Residual, Sequential
 from nn.conv import Conv2d
 from nn.interop import to_torch
+from nn.module import Module
 from nn.norm import BatchNorm2d
 from tests.helpers import check_module_against_torch, gradcheck_module
 from tests.nn.test_layers import one_thread  # noqa: F401 (fixture)
@@ -99,6 +100,11 @@ def test_children_are_named_like_torch():
     assert [n for n, _ in Residual(Identity()).named_children()] == ["body"]
 
 
+class _ToFloat64(Module):
+    def forward(self, x):
+        return x.astype(np.float64)
+
+
 def test_container_errors():
     with pytest.raises(ValueError, match="Residual branch shapes differ"):
         Residual(Conv2d(2, 3, 1, dtype=np.float64))(np.zeros((1, 2, 3, 3)))
@@ -114,6 +120,8 @@ def test_container_errors():
         Concat(Identity(), "relu")
     with pytest.raises(TypeError, match="Residual body is a NoneType"):
         Residual(None)
+    with pytest.raises(TypeError, match="Residual branch dtypes differ"):
+        Residual(_ToFloat64())(np.zeros((1, 2), np.float32))
     with pytest.raises(TypeError, match="ndarray"):
         Residual(Identity())([1.0, 2.0])
     for m in (Residual(Identity()), Concat(Identity()), ChannelShuffle(2)):
