@@ -322,6 +322,14 @@ def _im2col_panels(xp, kH, kW, sh, sw, dh, dw, Ho, Wo, Bp):
                         Bp[jt, base + b, c] = xp[n, ho * sh + i * dh, wo * sw + j * dw, b]
 
 
+@intrinsic
+def _as_type_of(typingctx, value, like):
+    """``value`` converted to the scalar type of ``like`` (an int32 popcount sum to the output's float type)."""
+    def codegen(context, builder, signature, args):
+        return context.cast(builder, args[0], signature.args[0], signature.args[1])
+    return like(value, like), codegen
+
+
 @pjit
 def _epilogue(dotT, alpha, beta, use_beta, out):
     """out[n, co, l] = dotT[co, n*L + l] * alpha[co] (* beta[n, l]) in out.dtype; out (N, Co, L)."""
@@ -330,13 +338,13 @@ def _epilogue(dotT, alpha, beta, use_beta, out):
         n = t // Co
         co = t - n * Co
         a = alpha[co]
-        for l in range(L):
-            out[n, co, l] = dotT[co, n * L + l]  # exact: |dot| <= K < 2**24
-        for l in range(L):
-            out[n, co, l] *= a  # in out.dtype: the same roundings as the reference
+        # exact conversion (|dot| <= K < 2**24), then products in out.dtype: the reference's roundings
         if use_beta:
             for l in range(L):
-                out[n, co, l] *= beta[n, l]
+                out[n, co, l] = _as_type_of(dotT[co, n * L + l], a) * a * beta[n, l]
+        else:
+            for l in range(L):
+                out[n, co, l] = _as_type_of(dotT[co, n * L + l], a) * a
 
 
 def _conv_check(x, w_bits, kernel_size, stride, padding, dilation, alpha):
