@@ -104,10 +104,10 @@ def _check_codes(codes, fn: str) -> np.ndarray:
 # ================================================================================== packing
 @dataclass(frozen=True, eq=False)
 class PackedShift:
-    """Codes for W (O, K), ``n_terms`` terms, packed as int32 words ``[O/16 panels][K8][16 lanes]``.
+    """Codes for W (O, K), ``n_terms`` terms, packed as int32 words ``[O/NR panels][K8][NR lanes]`` (NR = 16).
 
     Nibble ``j`` of a word (bits 4j..4j+3) is term ``j % n_terms`` of input ``k8 * (8 / n_terms) + j //
-    n_terms`` for output ``panel * 16 + lane``; padding nibbles are 0 (= weight 0).
+    n_terms`` for output ``panel * NR + lane``; padding nibbles are 0 (= weight 0).
     """
     O: int
     K: int

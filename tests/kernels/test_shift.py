@@ -52,7 +52,7 @@ def test_pack_roundtrip_and_storage(nt, O, K, seed):
     p = sh.pack_codes(codes)
     np.testing.assert_array_equal(sh.unpack_codes(p), codes)
     per = 8 // nt
-    assert p.nbytes == -(-O // 16) * 16 * -(-K // per) * per * nt // 2  # 4 bits per term, padding included
+    assert p.nbytes == -(-O // sh.NR) * sh.NR * -(-K // per) * per * nt // 2  # 4 bits per term, padding included
 
 
 def _ints(draw, shape, dtype, kind):
