@@ -55,9 +55,10 @@ def test_pack_roundtrip_and_storage(nt, O, K, seed):
     assert p.nbytes == -(-O // sh.NR) * sh.NR * -(-K // per) * per * nt // 2  # 4 bits per term, padding included
 
 
-def _ints(draw, shape, dtype, kind):
+def _ints(draw, shape, dtype, kind, bound):
+    """Integers of ``dtype``; int32 values stay within ``bound`` (the kernel's no-overflow limit)."""
     info = np.iinfo(dtype)
-    lo, hi = (info.min, info.max) if dtype != np.int32 else (-(1 << 20), 1 << 20)
+    lo, hi = (info.min, info.max) if dtype != np.int32 else (-bound, bound)
     if kind == "zero":
         return np.zeros(shape, dtype)
     if kind == "extreme":
@@ -77,7 +78,7 @@ def test_shift_gemm_matches_ref(data, nt, M, O, K, dtype, kind, ckind):
     else:
         codes = np.random.default_rng(data.draw(st.integers(0, 2 ** 32 - 1))).integers(0, 16, (nt, O, K))
         codes = codes.astype(np.uint8)
-    X = _ints(data.draw, (M, K), dtype, kind)
+    X = _ints(data.draw, (M, K), dtype, kind, sh.INT32_MAX // (sh.MAX_TERM * nt * K))
     p = sh.pack_codes(codes)
     np.testing.assert_array_equal(sh.shift_gemm(p, X), sh.shift_gemm_ref(codes, X))
     np.testing.assert_array_equal(sh.shift_gemv(p, X[0]), sh.shift_gemv_ref(codes, X[0]))
