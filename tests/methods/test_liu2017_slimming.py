@@ -85,3 +85,16 @@ def test_sparse_gammas_and_slimming_on_fashion_mnist(fmnist):
     assert pen["params"] < 0.6 * pen["dense_params"]
     assert pen["slim_acc"] >= pen["acc"] - MAX_DROP
     assert pen["acc"] - pen["slim_acc"] < free["acc"] - free["slim_acc"]
+
+
+def test_script_smoke(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from scripts.liu2017_slimming import main
+    res = CliRunner().invoke(main, ["--smoke", "--run-dir", str(tmp_path / "run")])
+    assert res.exit_code == 0, res.output
+    assert {"config.json", "results.json", "results.csv"} <= {p.name for p in (tmp_path / "run").iterdir()}
+    rows = json.loads((tmp_path / "run" / "results.json").read_text())["rows"]
+    assert len(rows) == 5 and rows[-1]["params"] < rows[0]["params"]

@@ -1,0 +1,101 @@
+"""Reproduce Network Slimming (Liu et al. 2017) at Fashion-MNIST scale.
+
+    python -m scripts.liu2017_slimming --seed 0                      # vgg_small (conv + BN), paper's setting
+    python -m scripts.liu2017_slimming --seed 0 --arch mlp_bn --n-train 10000 --epochs 3   # papers/ run
+    python -m scripts.liu2017_slimming --smoke
+
+Data: Fashion-MNIST. Steps: train twice from the same initialisation, with and without the L1 penalty on the
+BatchNorm scales (Eq. 1); for each, prune ``percent`` of the channels by a global |gamma| threshold (surgery),
+then fine-tune the penalised model briefly. Reported: gamma sparsity, accuracy before/after slimming and after
+fine-tuning, parameters, MACs, latency.
+
+Paper (CIFAR-10 VGGNet, single pass, 70% channels pruned): 93.66% -> 93.80% test accuracy, 8.7x fewer
+parameters, 2x fewer FLOPs. Ours: papers/liu2017_slimming.md.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, replace
+
+import click
+import numpy as np
+
+from methods.pruning.liu2017_slimming import add_bn_l1_subgradient, gamma_sparsity, slimming_plan
+from methods.pruning.surgery import prune_plan
+from scripts import _structured_run as run
+
+
+@dataclass(frozen=True)
+class Defaults:
+    arch: str = "vgg_small"
+    n_train: int = 60000
+    n_test: int = 10000
+    epochs: int = 10
+    lr: float = 0.05
+    lam: float = 1e-4  # paper: 1e-4 on VGGNet (CIFAR); the short runs here need more (see papers note)
+    percent: float = 0.5  # paper: 70% on VGGNet
+    finetune_epochs: int = 1
+    finetune_lr: float = 0.01
+    seed: int = 0
+
+
+SMOKE = {"n_train": 256, "n_test": 128, "epochs": 1, "arch": "mlp_bn"}
+
+
+def mlp_bn(seed: int):
+    """784-300-100-10 MLP with BatchNorm1d after each hidden Linear (the test's model)."""
+    from nn.activations import ReLU
+    from nn.basic import Flatten
+    from nn.containers import Sequential
+    from nn.linear import Linear
+    from nn.norm import BatchNorm1d
+    r = np.random.default_rng(seed)
+    return Sequential(Flatten(), Linear(784, 300, bias=False, rng=r), BatchNorm1d(300), ReLU(),
+                      Linear(300, 100, bias=False, rng=r), BatchNorm1d(100), ReLU(), Linear(100, 10, rng=r))
+
+
+@click.command()
+@click.option("--dataset", default="fashion-mnist", show_default=True)
+@click.option("--data-dir", default=None)
+@click.option("--seed", default=Defaults.seed, show_default=True)
+@click.option("--run-dir", default=None, help="default: runs/liu2017_slimming-<timestamp>")
+@click.option("--smoke", is_flag=True, help="seconds-long run on a data subset")
+@click.option("--arch", default=Defaults.arch, show_default=True, help="vgg_small or mlp_bn")
+@click.option("--lam", default=Defaults.lam, show_default=True, help="L1 penalty on BatchNorm scales")
+@click.option("--percent", default=Defaults.percent, show_default=True, help="fraction of channels pruned")
+@click.option("--n-train", default=Defaults.n_train, show_default=True)
+@click.option("--epochs", default=Defaults.epochs, show_default=True)
+def main(dataset, data_dir, seed, run_dir, smoke, arch, lam, percent, n_train, epochs):
+    cfg = replace(Defaults(), **{"seed": seed, "arch": arch, "lam": lam, "percent": percent, "n_train": n_train,
+                                 "epochs": epochs, **(SMOKE if smoke else {})})
+    out = run.run_dir_for("liu2017_slimming", run_dir)
+    xtr, ytr, xte, yte = run.load_data(dataset, data_dir, cfg.n_train, cfg.n_test)
+    shape = xtr.shape[1:]
+    rows, extra = [], {}
+    for penalty in (0.0, cfg.lam):
+        model = mlp_bn(cfg.seed) if cfg.arch == "mlp_bn" else run.build(cfg.arch, shape, cfg.seed)
+
+        def step(opt, model=model, lam=penalty):
+            add_bn_l1_subgradient(model, lam)
+            opt.step()
+
+        run.train(model, xtr, ytr, cfg.epochs, cfg.lr, cfg.seed, step=step)
+        tag = f"lambda={penalty:g}"
+        rows.append({"model": f"{tag}, dense", "gamma_sparsity": gamma_sparsity(model, 0.05),
+                     **run.measures(model, shape, xte, yte, latency=not smoke)})
+        plan, thr = slimming_plan(model, cfg.percent, shape)
+        slim = prune_plan(copy.deepcopy(model), plan, shape)
+        rows.append({"model": f"{tag}, slimmed", **run.measures(slim, shape, xte, yte, latency=False)})
+        extra[tag] = {"threshold": thr, "kept": {k: len(v) for k, v in plan.items()}}
+        if penalty > 0:
+            run.train(slim, xtr, ytr, cfg.finetune_epochs, cfg.finetune_lr, cfg.seed + 1)
+            rows.append({"model": f"{tag}, slimmed, fine-tuned", **run.measures(slim, shape, xte, yte,
+                                                                                latency=not smoke)})
+    run.write_results(out, cfg, rows, extra)
+    for r in rows:
+        click.echo(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items()))
+    click.echo(f"results in {out}")
+
+
+if __name__ == "__main__":
+    main()
