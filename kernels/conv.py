@@ -160,6 +160,7 @@ _TILE = _MR * _NR32
 # and independent of the thread count; without it LLVM emits separate multiply and add.
 _FMA = {"contract"}
 _PANEL_BYTES = 256 * 1024
+_KC = 128  # reduction rows per micro-kernel call: a (_KC, nr) block of B (16 KiB) stays in L1
 _MIN_TASKS = 8  # split channel / column blocks until a layer has this many tasks (a function of shape only)
 
 # Every size the kernels need, passed to numba as one named tuple (x: N Ci H W, weight: Co Cig kH kW, stride,
@@ -178,10 +179,21 @@ def _stack_tile(typingctx, n, dtype):
     return types.CPointer(dtype.dtype)(n, dtype), codegen
 
 
+@intrinsic
+def _tile_cols(typingctx, a):
+    """Micro-tile width for a's dtype as an IR constant (``a.itemsize`` is a runtime field in numba, and a
+    runtime trip count stops LLVM from keeping the tile in registers)."""
+    nr = _NR32 if a.dtype == types.float32 else _NR64
+
+    def codegen(context, builder, signature, args):
+        return context.get_constant(types.intp, nr)
+    return types.intp(a), codegen
+
+
 @njit(fastmath=_FMA)
 def _micro(kc, A, a0, B, b0, ldb, out):
     """out[r, j] = sum_{k < kc} A[a0 + k*MR + r] * B[b0 + k*ldb + j] for r < MR, j < nr (packed flat panels)."""
-    nr = _NR32 if B.itemsize == 4 else _NR64
+    nr = _tile_cols(B)
     acc = numba.carray(_stack_tile(_TILE, B.dtype), (_MR, nr))
     for r in range(_MR):
         for j in range(nr):
@@ -189,17 +201,28 @@ def _micro(kc, A, a0, B, b0, ldb, out):
     for k in range(kc):
         p = a0 + k * _MR
         q = b0 + k * ldb
-        a_0 = A[p]
-        a_1 = A[p + 1]
-        a_2 = A[p + 2]
+        arow = A[p:p + _MR]  # views: the constant indices below need no negative-index code, so the
+        brow = B[q:q + nr]  # loads vectorise (B[q + j] with a runtime q compiled to 32 scalar selects)
+        a_0 = arow[0]
+        a_1 = arow[1]
+        a_2 = arow[2]
         for j in range(nr):
-            b = B[q + j]
+            b = brow[j]
             acc[0, j] += a_0 * b
             acc[1, j] += a_1 * b
             acc[2, j] += a_2 * b
     for r in range(_MR):
         for j in range(nr):
             out[r, j] = acc[r, j]
+
+
+@njit
+def _add_tile(C, m0, out, first):
+    """C[m0:m0+MR] = out (first reduction chunk) or += out (the next ones, in order)."""
+    for r in range(_MR):
+        crow, orow = C[m0 + r], out[r]
+        for j in range(out.shape[1]):
+            crow[j] = orow[j] if first else crow[j] + orow[j]
 
 
 @njit
@@ -218,17 +241,19 @@ def _tap(k, geo):
 
 
 @njit
-def _pack_col(x, n, cbase, k0, nk, l0, nl, dst, sk, sl, geo):
-    """dst[kk*sk + ll*sl] = col(x[n])[k0 + kk, l0 + ll] (im2col of channels cbase.., zero padding)."""
+def _pack_col(x, n, cbase, k0, nk, l0, nl, dst, sk, sl, wsub, ssub, geo):
+    """dst[(ll // wsub)*ssub + kk*sk + (ll % wsub)*sl] = col(x[n])[k0 + kk, l0 + ll]: im2col of channels cbase..
+    with zero padding, columns split into sub-panels of wsub (forward: (pb, K, nr) panels; grad W: (l, k))."""
     H, sh, sw, Wo = geo.H, geo.sh, geo.sw, geo.Wo
     for kk in range(nk):
         c, off_h, off_w, ow_lo, ow_hi = _tap(k0 + kk, geo)
-        l = l0
-        while l < l0 + nl:
-            oh = l // Wo
-            ow0 = l - oh * Wo
-            ow1 = min(Wo, ow0 + l0 + nl - l)
-            base = kk * sk + (l - l0 - ow0) * sl  # dst index of column ow is base + ow*sl
+        ll = 0
+        while ll < nl:
+            oh = (l0 + ll) // Wo
+            ow0 = l0 + ll - oh * Wo
+            q = ll % wsub
+            ow1 = min(Wo, ow0 + nl - ll, ow0 + wsub - q)
+            base = (ll // wsub) * ssub + kk * sk + (q - ow0) * sl  # dst index of column ow is base + ow*sl
             ih = oh * sh + off_h
             lo, hi = ow0, ow0
             if 0 <= ih < H:
@@ -238,15 +263,16 @@ def _pack_col(x, n, cbase, k0, nk, l0, nl, dst, sk, sl, geo):
                 dst[base + ow * sl] = 0.0
             if hi > lo:
                 src = x[n, cbase + c, ih]  # (W,)
-                if sl == 1 and sw == 1:  # contiguous copy, vectorised
-                    for ow in range(lo, hi):
-                        dst[base + ow] = src[ow + off_w]
+                if sl == 1 and sw == 1:  # contiguous copy through zero-based views, vectorised
+                    d, v = dst[base + lo:base + hi], src[lo + off_w:hi + off_w]
+                    for t in range(hi - lo):
+                        d[t] = v[t]
                 else:
                     for ow in range(lo, hi):
                         dst[base + ow * sl] = src[ow * sw + off_w]
             for ow in range(hi, ow1):
                 dst[base + ow * sl] = 0.0
-            l += ow1 - ow0
+            ll += ow1 - ow0
 
 
 @njit
@@ -261,10 +287,17 @@ def _scatter_col(tile, nk, k0, l0, nl, dx, n, cbase, geo):
             ow0 = l - oh * Wo
             ow1 = min(Wo, ow0 + l0 + nl - l)
             ih = oh * sh + off_h
-            if 0 <= ih < H:
-                shift = l - l0 - ow0
-                for ow in range(max(ow0, ow_lo), min(ow1, ow_hi)):
-                    dx[n, cbase + c, ih, ow * sw + off_w] += tile[kk, shift + ow]
+            lo, hi = max(ow0, ow_lo), min(ow1, ow_hi)
+            if 0 <= ih < H and hi > lo:
+                drow = dx[n, cbase + c, ih]  # (W,)
+                v = tile[kk, l - l0 - ow0 + lo:l - l0 - ow0 + hi]
+                if sw == 1:
+                    d = drow[lo + off_w:hi + off_w]
+                    for t in range(hi - lo):
+                        d[t] += v[t]
+                else:
+                    for t in range(hi - lo):
+                        drow[(lo + t) * sw + off_w] += v[t]
             l += ow1 - ow0
 
 
@@ -272,31 +305,38 @@ def _scatter_col(tile, nk, k0, l0, nl, dx, n, cbase, geo):
 def _gemm_forward(x, Wp, bias, y, geo, pb, nchunks):
     """y (N, Co, L) = W_g @ col(x[n, g]) (+ bias), Wp (G, nmb, K, MR) packed weights.
 
-    Tasks (n, g, block of pb*nr output columns); the block's im2col panel (K, pb*nr) is packed once per task
-    and reused by every MR-row block of W_g."""
+    Tasks (n, g, block of pb*nr output columns). The block's im2col panel (pb, K, nr) is packed once per task;
+    the reduction runs in chunks of _KC rows (a (_KC, nr) block of the panel stays in L1 while every MR-row
+    block of W_g passes over it) into the task's (M, nr) accumulator C."""
     N, Co, Cig, kH, kW, Ho, Wo, G = geo.N, geo.Co, geo.Cig, geo.kH, geo.kW, geo.Ho, geo.Wo, geo.G
     M, K, L = Co // G, Cig * kH * kW, Ho * Wo
-    nr = _NR32 if x.itemsize == 4 else _NR64
-    ldb = pb * nr
-    nmb, nlb = (M + _MR - 1) // _MR, (L + ldb - 1) // ldb
+    nr = _tile_cols(x)
+    nmb, nlb = (M + _MR - 1) // _MR, (L + pb * nr - 1) // (pb * nr)
     ntask = N * G * nlb
     for t in numba.prange(nchunks):
-        panel = np.zeros(K * ldb, x.dtype)  # (K, pb*nr)
+        panel = np.zeros(pb * K * nr, x.dtype)  # (pb, K, nr)
+        C = np.empty((nmb * _MR, nr), x.dtype)
         out = np.empty((_MR, nr), x.dtype)
         for task in range(t * ntask // nchunks, (t + 1) * ntask // nchunks):
             n, rest = divmod(task, G * nlb)
             g, lb = divmod(rest, nlb)
-            _pack_col(x, n, g * Cig, 0, K, lb * ldb, min(ldb, L - lb * ldb), panel, ldb, 1, geo)
+            _pack_col(x, n, g * Cig, 0, K, lb * pb * nr, min(pb * nr, L - lb * pb * nr), panel, nr, 1, nr,
+                      K * nr, geo)
             for sb in range(pb):
-                l0 = lb * ldb + sb * nr
+                l0 = (lb * pb + sb) * nr
                 nl = min(nr, L - l0)
-                for mb in range(nmb if nl > 0 else 0):
-                    _micro(K, Wp, (g * nmb + mb) * K * _MR, panel, sb * nr, ldb, out)
-                    for r in range(min(_MR, M - mb * _MR)):
-                        co = g * M + mb * _MR + r
-                        b = bias[co]
-                        for jj in range(nl):
-                            y[n, co, l0 + jj] = out[r, jj] + b
+                if nl <= 0:
+                    break
+                for k0 in range(0, K, _KC):
+                    for mb in range(nmb):
+                        _micro(min(_KC, K - k0), Wp, ((g * nmb + mb) * K + k0) * _MR, panel, (sb * K + k0) * nr,
+                               nr, out)
+                        _add_tile(C, mb * _MR, out, k0 == 0)
+                for m in range(M):
+                    b = bias[g * M + m]
+                    yrow, crow = y[n, g * M + m, l0:l0 + nl], C[m]
+                    for jj in range(nl):
+                        yrow[jj] = crow[jj] + b
 
 
 @pjit
@@ -304,13 +344,14 @@ def _gemm_grad_x(go, weight, dx, geo, ncb, nchunks):
     """col(dx[n, g]) = W_g^T (K, M) @ go[n, g] (M, L), scattered; tasks (n, g, block of channels)."""
     N, Co, Cig, kH, kW, Ho, Wo, G = geo.N, geo.Co, geo.Cig, geo.kH, geo.kW, geo.Ho, geo.Wo, geo.G
     M, L, khw = Co // G, Ho * Wo, kH * kW
-    nr = _NR32 if go.itemsize == 4 else _NR64
+    nr = _tile_cols(go)
     ntask = N * G * ncb
     for t in numba.prange(nchunks):
         cmax = (Cig + ncb - 1) // ncb
         kbmax = (cmax * khw + _MR - 1) // _MR
         A = np.zeros(kbmax * M * _MR, go.dtype)  # (kb, M, MR): W_g^T rows k0.., zero padded
         panel = np.zeros(M * nr, go.dtype)  # (M, nr)
+        Ct = np.empty((kbmax * _MR, nr), go.dtype)  # col(dx) rows k0.., columns l0..
         out = np.empty((_MR, nr), go.dtype)
         for task in range(t * ntask // nchunks, (t + 1) * ntask // nchunks):
             n, rest = divmod(task, G * ncb)
@@ -327,11 +368,14 @@ def _gemm_grad_x(go, weight, dx, geo, ncb, nchunks):
                 l0 = lb * nr
                 nl = min(nr, L - l0)
                 for m in range(M):
+                    prow, grow = panel[m * nr:m * nr + nl], go[n, g * M + m, l0:l0 + nl]
                     for jj in range(nl):
-                        panel[m * nr + jj] = go[n, g * M + m, l0 + jj]
-                for kb in range(nkb):
-                    _micro(M, A, kb * M * _MR, panel, 0, nr, out)
-                    _scatter_col(out, min(_MR, nk - kb * _MR), k0 + kb * _MR, l0, nl, dx, n, g * Cig, geo)
+                        prow[jj] = grow[jj]
+                for m0 in range(0, M, _KC):  # reduction chunks: a (_KC, nr) block of the panel stays in L1
+                    for kb in range(nkb):
+                        _micro(min(_KC, M - m0), A, (kb * M + m0) * _MR, panel, m0 * nr, nr, out)
+                        _add_tile(Ct, kb * _MR, out, m0 == 0)
+                _scatter_col(Ct, nk, k0, l0, nl, dx, n, g * Cig, geo)
 
 
 @pjit
@@ -339,7 +383,7 @@ def _gemm_grad_w(go, x, dw, geo, lc, nchunks):
     """dW_g (M, K) = sum_n go[n, g] (M, L) @ col(x[n, g])^T (L, K); tasks (g, block of nr kernel rows)."""
     N, Co, Cig, kH, kW, Ho, Wo, G = geo.N, geo.Co, geo.Cig, geo.kH, geo.kW, geo.Ho, geo.Wo, geo.G
     M, K, L = Co // G, Cig * kH * kW, Ho * Wo
-    nr = _NR32 if go.itemsize == 4 else _NR64
+    nr = _tile_cols(go)
     nmb, nkb = (M + _MR - 1) // _MR, (K + nr - 1) // nr
     ntask = G * nkb
     for t in numba.prange(nchunks):
@@ -353,7 +397,7 @@ def _gemm_grad_w(go, x, dw, geo, lc, nchunks):
             for n in range(N):
                 for l0 in range(0, L, lc):
                     nl = min(lc, L - l0)
-                    _pack_col(x, n, g * Cig, k0, nk, l0, nl, panel, 1, nr, geo)
+                    _pack_col(x, n, g * Cig, k0, nk, l0, nl, panel, 1, nr, lc, 0, geo)
                     for mb in range(nmb):
                         for ll in range(nl):
                             for r in range(_MR):
@@ -362,8 +406,9 @@ def _gemm_grad_w(go, x, dw, geo, lc, nchunks):
                     for mb in range(nmb):
                         _micro(nl, A, mb * lc * _MR, panel, 0, nr, out)
                         for r in range(min(_MR, M - mb * _MR)):
+                            drow, orow = dw[g * M + mb * _MR + r, k0:k0 + nk], out[r]
                             for jj in range(nk):
-                                dw[g * M + mb * _MR + r, k0 + jj] += out[r, jj]
+                                drow[jj] += orow[jj]
 
 
 @njit
@@ -389,13 +434,14 @@ def _depthwise_forward(x, weight, bias, y, geo):
             w = weight[co, k]
             lo, hi = _rows(off_h, geo)
             for oh in range(lo, hi):
-                yrow, xrow = yc[oh], xc[oh * sh + off_h]
+                yv, xrow = yc[oh, ow_lo:ow_hi], xc[oh * sh + off_h]
                 if sw == 1:
-                    for ow in range(ow_lo, ow_hi):
-                        yrow[ow] += w * xrow[ow + off_w]
+                    xv = xrow[ow_lo + off_w:ow_hi + off_w]
+                    for t in range(ow_hi - ow_lo):
+                        yv[t] += w * xv[t]
                 else:
-                    for ow in range(ow_lo, ow_hi):
-                        yrow[ow] += w * xrow[ow * sw + off_w]
+                    for t in range(ow_hi - ow_lo):
+                        yv[t] += w * xrow[(ow_lo + t) * sw + off_w]
 
 
 @pjit(fastmath=_FMA)
@@ -413,13 +459,14 @@ def _depthwise_grad_x(go, weight, dx, geo):
                 w = weight[co, k]
                 lo, hi = _rows(off_h, geo)
                 for oh in range(lo, hi):
-                    grow, dxrow = gc[oh], dxc[oh * sh + off_h]
+                    gv, dxrow = gc[oh, ow_lo:ow_hi], dxc[oh * sh + off_h]
                     if sw == 1:
-                        for ow in range(ow_lo, ow_hi):
-                            dxrow[ow + off_w] += w * grow[ow]
+                        dv = dxrow[ow_lo + off_w:ow_hi + off_w]
+                        for t in range(ow_hi - ow_lo):
+                            dv[t] += w * gv[t]
                     else:
-                        for ow in range(ow_lo, ow_hi):
-                            dxrow[ow * sw + off_w] += w * grow[ow]
+                        for t in range(ow_hi - ow_lo):
+                            dxrow[(ow_lo + t) * sw + off_w] += w * gv[t]
 
 
 @pjit(fastmath=_FMA)
@@ -436,13 +483,14 @@ def _depthwise_grad_w(go, x, dw, geo):
             for n in range(N):
                 gc, xc = go[n, co], x[n, co // M]
                 for oh in range(lo, hi):
-                    grow, xrow = gc[oh], xc[oh * sh + off_h]
+                    gv, xrow = gc[oh, ow_lo:ow_hi], xc[oh * sh + off_h]
                     if sw == 1:
-                        for ow in range(ow_lo, ow_hi):
-                            part[ow] += grow[ow] * xrow[ow + off_w]
+                        xv = xrow[ow_lo + off_w:ow_hi + off_w]
+                        for t in range(ow_hi - ow_lo):
+                            part[t] += gv[t] * xv[t]
                     else:
-                        for ow in range(ow_lo, ow_hi):
-                            part[ow] += grow[ow] * xrow[ow * sw + off_w]
+                        for t in range(ow_hi - ow_lo):
+                            part[t] += gv[t] * xrow[(ow_lo + t) * sw + off_w]
             s = 0.0  # float64 running sum over the Wo partials, in a fixed order
             for ow in range(Wo):
                 s += part[ow]
@@ -527,6 +575,5 @@ def conv2d_backward(grad_output, x, weight, stride=1, padding=0, dilation=1, gro
         return gx, gw.reshape(weight.shape), gb
     ncb = min(Cig, -(-_MIN_TASKS // (N * G)))
     _gemm_grad_x(go.reshape(N, Co, L), w2, gx, geo, ncb, _chunks(N * G * ncb))
-    lc = 256
-    _gemm_grad_w(go.reshape(N, Co, L), x, gw, geo, lc, _chunks(G * -(-K // _nr(x.dtype))))
+    _gemm_grad_w(go.reshape(N, Co, L), x, gw, geo, _KC, _chunks(G * -(-K // _nr(x.dtype))))
     return gx, gw.reshape(weight.shape), gb
