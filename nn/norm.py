@@ -17,45 +17,53 @@ import numpy as np
 from nn.module import Module
 
 
-def batchnorm_forward(x: np.ndarray, axes: tuple[int, ...], weight: np.ndarray | None, bias: np.ndarray | None,
-                      mean: np.ndarray, var: np.ndarray, eps: float):
-    """y = (x - mean) / sqrt(var + eps) * weight + bias, per channel (axis 1).
+def batchnorm_forward(x: np.ndarray, weight: np.ndarray | None, bias: np.ndarray | None,
+                      mean: np.ndarray | None, var: np.ndarray | None, eps: float):
+    """y = (x - mean) / sqrt(var + eps) * weight + bias, per channel (axis 1) of x (N, C, *).
 
-    mean, var (C,) are broadcast along ``axes``. Returns ``(y, x_hat, inv_std)`` with x_hat x.shape and
-    inv_std (C,), which the backward needs.
+    ``mean`` and ``var`` (C,) are the running statistics, or ``None`` for the batch's (biased variance).
+    Returns ``(y, x_hat, inv_std, mean, var)``: x_hat (x.shape) and inv_std (C,) are what the backward needs,
+    mean and var (C,) the statistics used.
     """
-    shape = _channel_shape(x.ndim)
+    x3 = _ncl(x)  # (N, C, L)
+    if mean is None:
+        n = x3.shape[0] * x3.shape[2]
+        mean = x3.mean(axis=(0, 2)) if n else np.zeros(x.shape[1], x.dtype)
+        x_hat = x3 - mean[:, None]  # (N, C, L)
+        var = np.einsum("ncl,ncl->c", x_hat, x_hat) / max(n, 1)
+    else:
+        x_hat = x3 - mean[:, None]
     inv_std = (1.0 / np.sqrt(var + eps)).astype(x.dtype)
-    x_hat = (x - mean.reshape(shape)) * inv_std.reshape(shape)
-    y = x_hat * weight.reshape(shape) if weight is not None else x_hat.copy()
+    x_hat *= inv_std[:, None]
+    y = x_hat * weight[:, None] if weight is not None else x_hat.copy()
     if bias is not None:
-        y += bias.reshape(shape)
-    return y, x_hat, inv_std
+        y += bias[:, None]
+    return y.reshape(x.shape), x_hat.reshape(x.shape), inv_std, mean, var
 
 
 def batchnorm_backward(g: np.ndarray, x_hat: np.ndarray, inv_std: np.ndarray, weight: np.ndarray | None,
-                       axes: tuple[int, ...], batch_stats: bool):
-    """Gradients (dx x.shape, dweight (C,), dbias (C,)) of ``batchnorm_forward``.
+                       batch_stats: bool):
+    """Gradients (dx (N, C, *), dweight (C,), dbias (C,)) of ``batchnorm_forward``.
 
     With batch statistics the mean and variance depend on x:
         dx = inv_std / n * (n dxh - sum(dxh) - x_hat * sum(dxh * x_hat)),   dxh = g * weight
     with running statistics they are constants and dx = dxh * inv_std.
     """
-    shape = _channel_shape(g.ndim)
-    dweight = (g * x_hat).sum(axis=axes)
-    dbias = g.sum(axis=axes)
+    g3, xh3 = _ncl(g), _ncl(x_hat)  # (N, C, L)
+    dbias = g3.sum(axis=(0, 2))
+    dweight = np.einsum("ncl,ncl->c", g3, xh3)
     scale = inv_std if weight is None else inv_std * weight  # (C,)
-    if not batch_stats:
-        return g * scale.reshape(shape), dweight, dbias
-    n = g.size // g.shape[1] if g.shape[1] else 0
-    if n == 0:
-        return np.zeros_like(g), dweight, dbias
-    dx = (g - (dbias / n).reshape(shape) - x_hat * (dweight / n).reshape(shape)) * scale.reshape(shape)
-    return dx, dweight, dbias
+    dx = g3 * scale[:, None]
+    n = g3.shape[0] * g3.shape[2]
+    if batch_stats and n:
+        dx -= (dbias * (scale / n))[:, None]
+        dx -= xh3 * (dweight * (scale / n))[:, None]
+    return dx.reshape(g.shape), dweight, dbias
 
 
-def _channel_shape(ndim: int) -> tuple[int, ...]:
-    return (1, -1) + (1,) * (ndim - 2)
+def _ncl(a: np.ndarray) -> np.ndarray:
+    """(N, C, *) -> (N, C, L) view, also for an empty batch."""
+    return a.reshape(a.shape[0], a.shape[1], int(np.prod(a.shape[2:], dtype=np.int64)))
 
 
 class _BatchNorm(Module):
@@ -84,7 +92,7 @@ class _BatchNorm(Module):
             for b in ("running_mean", "running_var", "num_batches_tracked"):
                 object.__setattr__(self, b, None)
 
-    def _check(self, x: np.ndarray) -> tuple[int, ...]:
+    def _check(self, x: np.ndarray) -> None:
         name = type(self).__name__
         self._check_input(x, self._ndims, self._what)
         if x.shape[1] != self.num_features:
@@ -92,10 +100,9 @@ class _BatchNorm(Module):
         if self.track_running_stats and x.dtype != self.running_mean.dtype:
             raise TypeError(f"{name} got {x.dtype} input but its running statistics are {self.running_mean.dtype}; "
                             f"use .to(np.{x.dtype.name})")
-        return (0,) + tuple(range(2, x.ndim))
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        axes = self._check(x)
+        self._check(x)
         batch_stats = self.training or not self.track_running_stats
         n = x.size // x.shape[1]
         if batch_stats and n == 1:
@@ -103,21 +110,15 @@ class _BatchNorm(Module):
                              f"got input shape {x.shape}")
         if self.training and self.track_running_stats:
             self.num_batches_tracked = self.num_batches_tracked + 1
-        if batch_stats and n > 0:
-            mean = x.mean(axis=axes)
-            var = x.var(axis=axes)  # biased: what normalises the batch
-            if self.training and self.track_running_stats:
-                # m = momentum, or 1/num_batches_tracked (cumulative moving average) when momentum is None
-                m = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
-                self.running_mean = ((1 - m) * self.running_mean + m * mean).astype(x.dtype)
-                # the running variance uses the unbiased estimate var * n / (n - 1)
-                self.running_var = ((1 - m) * self.running_var + m * var * (n / (n - 1))).astype(x.dtype)
-        elif batch_stats:  # empty batch: nothing to normalise, statistics untouched
-            mean = var = np.zeros(x.shape[1], x.dtype)
-        else:
-            mean, var = self.running_mean, self.running_var
-        y, x_hat, inv_std = batchnorm_forward(x, axes, self.weight, self.bias, mean, var, self.eps)
-        self._save(x_hat=x_hat, inv_std=inv_std, axes=axes, batch_stats=batch_stats)
+        stats = (None, None) if batch_stats else (self.running_mean, self.running_var)
+        y, x_hat, inv_std, mean, var = batchnorm_forward(x, self.weight, self.bias, *stats, self.eps)
+        if batch_stats and self.training and self.track_running_stats and n > 0:
+            # m = momentum, or 1/num_batches_tracked (cumulative moving average) when momentum is None
+            m = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
+            self.running_mean = ((1 - m) * self.running_mean + m * mean).astype(x.dtype)
+            # the running variance uses the unbiased estimate var * n / (n - 1)
+            self.running_var = ((1 - m) * self.running_var + m * var * (n / (n - 1))).astype(x.dtype)
+        self._save(x_hat=x_hat, inv_std=inv_std, batch_stats=batch_stats)
         return y
 
     def backward(self, grad_output: np.ndarray) -> np.ndarray:
@@ -125,8 +126,7 @@ class _BatchNorm(Module):
         if grad_output.shape != c["x_hat"].shape:
             raise ValueError(f"{type(self).__name__}.backward: grad_output shape {grad_output.shape} "
                              f"!= output shape {c['x_hat'].shape}")
-        dx, dw, db = batchnorm_backward(grad_output, c["x_hat"], c["inv_std"], self.weight, c["axes"],
-                                        c["batch_stats"])
+        dx, dw, db = batchnorm_backward(grad_output, c["x_hat"], c["inv_std"], self.weight, c["batch_stats"])
         if self.affine:
             self._grads["weight"] += dw
             self._grads["bias"] += db
