@@ -57,6 +57,11 @@ def test_softmax_matches_torch(dim, dtype, rng, torch):
     _against_torch(Softmax(dim), x, rng)
 
 
+@pytest.mark.parametrize("make", ACTIVATIONS + [lambda: Softmax(1)], ids=lambda f: getattr(f, "__name__", "lambda"))
+def test_activation_empty_batch(make, rng, torch):
+    _against_torch(make(), np.zeros((0, 3), np.float32), rng)
+
+
 def test_softmax_is_stable_for_large_inputs(rng):
     y = Softmax(1)(np.array([[1000.0, 0.0, -1000.0]]))
     assert np.isfinite(y).all() and abs(y.sum() - 1) < 1e-12
