@@ -38,7 +38,7 @@ def _arrays(case, dtype, rng):
     x = rng.standard_normal((N, Ci, H, W)).astype(dtype)
     w = rng.standard_normal((Co, Ci // g, kH, kW)).astype(dtype)
     b = rng.standard_normal(Co).astype(dtype)
-    return x, w, b, dict(stride=s, padding=p, dilation=d, groups=g)
+    return x, w, b, {"stride": s, "padding": p, "dilation": d, "groups": g}
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -131,31 +131,31 @@ def test_pairs_and_lists_accepted(rng):
 
 def _bad(**over):
     rng = np.random.default_rng(0)
-    args = dict(x=rng.standard_normal((2, 4, 6, 6)), weight=rng.standard_normal((6, 2, 3, 3)), bias=None,
-                stride=1, padding=1, dilation=1, groups=2)
+    args = {"x": rng.standard_normal((2, 4, 6, 6)), "weight": rng.standard_normal((6, 2, 3, 3)), "bias": None,
+                "stride": 1, "padding": 1, "dilation": 1, "groups": 2}
     args.update(over)
     return args
 
 
 @pytest.mark.parametrize("over, exc, match", [
-    (dict(x=np.zeros((4, 6, 6))), ValueError, "x must be 4-D"),
-    (dict(weight=np.zeros((6, 2, 3))), ValueError, "weight must be 4-D"),
-    (dict(groups=3), ValueError, "not divisible by groups"),
-    (dict(weight=np.zeros((5, 2, 3, 3))), ValueError, "output channels 5 not divisible"),
-    (dict(weight=np.zeros((6, 3, 3, 3))), ValueError, "expects 6 input channels"),
-    (dict(groups=0), ValueError, "groups must be >= 1"),
-    (dict(groups=1.5), TypeError, "groups must be an int"),
-    (dict(padding=-1), ValueError, "padding must be >= 0"),
-    (dict(stride=0), ValueError, "stride must be >= 1"),
-    (dict(dilation=(1, 0)), ValueError, "dilation must be >= 1"),
-    (dict(stride=(1, 2, 3)), TypeError, "stride must be an int or a pair"),
-    (dict(weight=np.zeros((6, 2, 9, 3))), ValueError, "larger than padded input"),
-    (dict(dilation=4), ValueError, "larger than padded input"),
-    (dict(x=np.zeros((2, 4, 6, 6), np.float32)), TypeError, "mixed dtypes"),
-    (dict(x=np.zeros((2, 4, 6, 6), np.int64), weight=np.zeros((6, 2, 3, 3), np.int64)), TypeError,
+    ({"x": np.zeros((4, 6, 6))}, ValueError, "x must be 4-D"),
+    ({"weight": np.zeros((6, 2, 3))}, ValueError, "weight must be 4-D"),
+    ({"groups": 3}, ValueError, "not divisible by groups"),
+    ({"weight": np.zeros((5, 2, 3, 3))}, ValueError, "output channels 5 not divisible"),
+    ({"weight": np.zeros((6, 3, 3, 3))}, ValueError, "expects 6 input channels"),
+    ({"groups": 0}, ValueError, "groups must be >= 1"),
+    ({"groups": 1.5}, TypeError, "groups must be an int"),
+    ({"padding": -1}, ValueError, "padding must be >= 0"),
+    ({"stride": 0}, ValueError, "stride must be >= 1"),
+    ({"dilation": (1, 0)}, ValueError, "dilation must be >= 1"),
+    ({"stride": (1, 2, 3)}, TypeError, "stride must be an int or a pair"),
+    ({"weight": np.zeros((6, 2, 9, 3))}, ValueError, "larger than padded input"),
+    ({"dilation": 4}, ValueError, "larger than padded input"),
+    ({"x": np.zeros((2, 4, 6, 6), np.float32)}, TypeError, "mixed dtypes"),
+    ({"x": np.zeros((2, 4, 6, 6), np.int64), "weight": np.zeros((6, 2, 3, 3), np.int64)}, TypeError,
      "must be float32 or float64"),
-    (dict(bias=np.zeros(5)), ValueError, "bias must have shape"),
-    (dict(x=[[1.0]]), TypeError, "must be a numpy array"),
+    ({"bias": np.zeros(5)}, ValueError, "bias must have shape"),
+    ({"x": [[1.0]]}, TypeError, "must be a numpy array"),
 ])
 def test_bad_input(over, exc, match):
     args = _bad(**over)
