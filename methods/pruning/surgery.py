@@ -459,3 +459,63 @@ def _apply(m: Module, slicers: dict, attrs: dict) -> None:
             continue  # derived from other attributes (ShortcutA.out_channels)
         if hasattr(m, k):
             setattr(m, k, v)
+
+
+# ----------------------------------------------------------------------------------- activations on sample data
+
+
+def next_consumer(model: Module, layer_name: str, input_shape: tuple[int, ...]) -> str:
+    """Name of the conv/linear layer that reads ``layer_name``'s output channels, one to one and in order
+    (through BatchNorm, activations and pooling only); ValueError if there is no such single consumer."""
+    t = trace(model, input_shape)
+    node = t.node(layer_name)
+    cls = t.classes(node.out_atoms).tolist()
+    readers = [n for n in t.nodes if n.kind in ("conv", "gconv", "linear", "dwconv", "flatten", "shortcut_a",
+                                                   "split", "shuffle") and n is not node
+               and set(t.classes(n.in_atoms).tolist()) & set(cls)]
+    if len(readers) != 1 or readers[0].kind not in ("conv", "linear") or t.classes(readers[0].in_atoms).tolist() != cls:
+        raise ValueError(f"surgery: the output of {layer_name!r} is not read by exactly one conv/linear layer "
+                         f"channel for channel (readers: {[(n.name, n.kind) for n in readers]})")
+    return readers[0].name
+
+
+def capture(model: Module, names: list[str], x: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{name: (input, output)} of the named layers for one eval-mode forward of ``x``; the model is restored."""
+    mods = dict(model.named_modules())
+    seen: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    modes = {id(m): m.training for m in model.modules()}
+
+    def wrap(name, fwd):
+        def forward(inp):
+            out = fwd(inp)
+            seen[name] = (inp, out)
+            return out
+        return forward
+
+    try:
+        model.eval()
+        for n in names:
+            object.__setattr__(mods[n], "forward", wrap(n, mods[n].forward))
+        model(x)
+    finally:
+        for n in names:
+            mods[n].__dict__.pop("forward", None)
+        for m in model.modules():
+            object.__setattr__(m, "training", modes[id(m)])
+            object.__setattr__(m, "_cache", None)
+    return seen
+
+
+def conv_patches(conv: Module, x: np.ndarray, n: np.ndarray, h: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """The receptive fields a (groups=1) conv reads at output positions (n, h, w): (M, Ci, kH, kW).
+
+    x is the conv's input (N, Ci, H, W); n, h, w are (M,) int arrays of sample index and output row/column.
+    """
+    (kh, kw), (sh, sw), (dh, dw) = conv.kernel_size, conv.stride, conv.dilation
+    (pt, pl), (pb, pr) = conv._pads
+    xp = np.pad(x, ((0, 0), (0, 0), (pt, pb), (pl, pr)))  # (N, Ci, Hp, Wp)
+    rows = h[:, None] * sh + np.arange(kh)[None, :] * dh  # (M, kH)
+    cols = w[:, None] * sw + np.arange(kw)[None, :] * dw  # (M, kW)
+    # xp[n, :, rows, cols] gathered to (M, kH, kW, Ci), then moved to (M, Ci, kH, kW)
+    p = xp[n[:, None, None], :, rows[:, :, None], cols[:, None, :]]
+    return np.ascontiguousarray(p.transpose(0, 3, 1, 2))

@@ -1,0 +1,60 @@
+"""He et al. 2017 on real Fashion-MNIST: LASSO channel selection + least-squares reconstruction rebuilds layer
+i+1's output better than L1-norm filter pruning at the same ratio (same trained model, same held-out images)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from methods.pruning.he2017_channelprune import channel_prune, lasso_cd, reconstruct, select_channels
+from methods.pruning.li2017_l1filter import prune_filters
+from methods.pruning.surgery import capture
+from tests.methods.structured_cnn import INPUT_SHAPE, load, macs, trained_cnn
+
+RATIO = 0.5
+
+
+@pytest.fixture(scope="module")
+def base(fmnist, request):
+    return trained_cnn(fmnist, Path(request.config.cache.mkdir("lwnn-structured")))
+
+
+def rel_error(model, ref, x, layer="4"):
+    y, y0 = capture(model, [layer], x)[layer][1], capture(ref, [layer], x)[layer][1]
+    return float(np.sum((y - y0) ** 2) / np.sum(y0 ** 2))
+
+
+def test_lasso_closed_form_orthogonal_design():
+    # With Z^T Z = n I the LASSO solution is the soft-thresholded least-squares one.
+    n = 4
+    Z = np.sqrt(n) * np.eye(n)
+    y = np.array([3.0, -0.5, 1.0, 0.1]) * np.sqrt(n)
+    beta = lasso_cd(Z.T @ Z, Z.T @ y, 0.6, n)
+    assert np.allclose(beta, [2.4, 0.0, 0.4, 0.0])
+
+
+def test_selection_finds_the_generating_channels(rng):
+    N, n, c = 400, 6, 8
+    X = rng.standard_normal((N, c, 3, 3))
+    W = rng.standard_normal((n, c, 3, 3))
+    W[:, [1, 4, 6]] *= 0.01  # three channels contribute almost nothing
+    Z = np.einsum("Nckl,nckl->Nnc", X, W)
+    keep, beta = select_channels(Z, Z.sum(axis=2), 5)
+    assert keep.tolist() == [0, 2, 3, 5, 7] and np.count_nonzero(beta) <= 5
+    Y = np.einsum("Nckl,nckl->Nn", X[:, keep], W[:, keep])
+    assert np.allclose(reconstruct(X, Y, keep), W[:, keep])
+
+
+def test_channel_pruning_beats_l1_reconstruction(fmnist, base):
+    state, _ = base
+    ref = load(state)
+    xs, xh = fmnist.x_train[:300], fmnist.x_test[2000:2300]  # sampling images / held-out images
+    l1 = prune_filters(load(state), {"0": RATIO}, INPUT_SHAPE)
+    he = channel_prune(load(state), "0", xs, RATIO, INPUT_SHAPE, n_samples=3000, rng=np.random.default_rng(0))
+    e_l1, e_he = rel_error(l1, ref, xh), rel_error(he, ref, xh)
+    print(f"he2017: relative reconstruction error of layer i+1 at ratio {RATIO}: L1 {e_l1:.4f}, "
+          f"LASSO + least squares {e_he:.4f}")
+    assert he[0].weight.shape == (4, 1, 5, 5) and he[4].weight.shape == (16, 4, 5, 5)
+    assert he[4].weight.dtype == np.float32 and macs(he) < macs(ref)
+    assert e_he < e_l1
