@@ -6,6 +6,7 @@ from nn.activations import Hardsigmoid, Hardswish, LeakyReLU, ReLU, ReLU6, Sigmo
 from nn.basic import Dropout, Flatten, Identity
 from nn.containers import ChannelShuffle, ChannelSplit, Concat, Residual, Sequential
 from nn.conv import Conv2d
+from nn.interop import from_torch, to_torch
 from nn.linear import Linear
 from nn.losses import CrossEntropyLoss, KDLoss, MSELoss
 from nn.models import NAMES, build
@@ -50,8 +51,10 @@ __all__ = [
     "StepLR",
     "Tanh",
     "build",
+    "from_torch",
     "model_latency",
     "profile",
     "summary_table",
+    "to_torch",
     "totals",
 ]
