@@ -14,7 +14,8 @@ Public, each with a plain NumPy twin ``<name>_ref``:
 
 Kernel levels: ``_tile`` (serial) keeps an MR x NR block of popcount sums in registers (constant trip
 counts) over the whole reduction; ``_xnor_parallel`` runs the tiles (disjoint output blocks, integer sums,
-so any thread count gives identical results); the public wrappers check their input and never cast.
+so any thread count gives identical results; ``_xnor_serial`` runs the same tiles for small products); the
+public wrappers check their input and never cast.
 Popcount is LLVM ``ctpop`` (``_popcount``): one ``vpopcntq`` per 8 words with AVX512_VPOPCNTDQ, a pshufb
 nibble lookup on AVX2-only CPUs.
 """
@@ -40,6 +41,7 @@ V = 8 if "avx512vpopcntdq" in _target_features() else 4  # uint64 lanes per vect
 NR = 4 * V if V == 8 else 2 * V
 NV = NR // V
 TILE = MR * NR
+SERIAL_WORK = 1 << 18  # word operations (M * N * words) below which a parallel dispatch costs more than it saves
 
 
 def n_words(K: int) -> int:
@@ -196,16 +198,31 @@ def _tile(A, Bp, out, i0, rows, jt, cols, K):
             out[i0 + r, j0 + c] = K - 2 * np.int64(Ct[r * NR + c])
 
 
+@njit(inline="always")
+def _xnor_task(A, Bp, N, K, out, t):
+    n_jt = Bp.shape[0]
+    it = t // n_jt
+    jt = t - it * n_jt
+    i0 = it * MR
+    _tile(A, Bp, out, i0, min(MR, A.shape[0] - i0), jt, min(NR, N - jt * NR), K)
+
+
 @pjit
 def _xnor_parallel(A, Bp, N, K, out):
-    M = A.shape[0]
-    n_it = (M + MR - 1) // MR
-    n_jt = Bp.shape[0]
-    for t in prange(n_it * n_jt):
-        it = t // n_jt
-        jt = t - it * n_jt
-        i0 = it * MR
-        _tile(A, Bp, out, i0, min(MR, M - i0), jt, min(NR, N - jt * NR), K)
+    for t in prange((A.shape[0] + MR - 1) // MR * Bp.shape[0]):
+        _xnor_task(A, Bp, N, K, out, t)
+
+
+@njit
+def _xnor_serial(A, Bp, N, K, out):
+    """Small products (batch-1 layers): the same tiles on the calling thread, no parallel dispatch."""
+    for t in range((A.shape[0] + MR - 1) // MR * Bp.shape[0]):
+        _xnor_task(A, Bp, N, K, out, t)
+
+
+def _xnor_driver(A, Bp, N, K, out) -> None:
+    driver = _xnor_serial if A.shape[0] * N * A.shape[1] < SERIAL_WORK else _xnor_parallel
+    driver(A, Bp, N, K, out)
 
 
 def _panels(B_bits: np.ndarray) -> np.ndarray:
@@ -220,7 +237,7 @@ def _panels(B_bits: np.ndarray) -> np.ndarray:
 def _xnor(A_bits: np.ndarray, B_bits: np.ndarray, K: int) -> np.ndarray:
     out = np.empty((A_bits.shape[0], B_bits.shape[0]), np.int32)
     if out.size:
-        _xnor_parallel(A_bits, _panels(B_bits), B_bits.shape[0], K, out)
+        _xnor_driver(A_bits, _panels(B_bits), B_bits.shape[0], K, out)
     return out
 
 
@@ -397,7 +414,7 @@ def binary_conv2d(x: np.ndarray, w_bits: np.ndarray, kernel_size, stride=1, padd
     _im2col_panels(xp, kH, kW, sh, sw, dh, dw, Ho, Wo, Bp)
     dotT = np.empty((Co, N * Ho * Wo), np.int32)
     # the weights are the GEMM's rows, so each output channel's map comes out contiguous: (Co, KW) x (N*L, KW)
-    _xnor_parallel(np.ascontiguousarray(w_bits), Bp, N * Ho * Wo, Ci * kH * kW, dotT)  # (Co, N*L)
+    _xnor_driver(np.ascontiguousarray(w_bits), Bp, N * Ho * Wo, Ci * kH * kW, dotT)  # (Co, N*L)
     beta = (activation_scale(x, (kH, kW), (sh, sw), (ph, pw), (dh, dw)) if act_scale
             else np.ones((1, 1), x.dtype))
     out = np.empty((N, Co, Ho * Wo), x.dtype)

@@ -13,7 +13,8 @@ registers -- the chunk width is a compile-time constant so LLVM unrolls the colu
 accumulators in vector registers (PERFORMANCE.md 3.3: a runtime trip count broke this) -- and walks the
 row's nonzeros: acc += W[i, k] * X[k, chunk]. ``_spmm_parallel`` splits the rows into blocks (each output
 row is written by one thread, in one fixed order, so 1 and N threads give identical results); the blocks
-loop over column chunks outside their rows so one (K, CH) panel of X stays in L2.
+loop over column chunks outside their rows so one (K, CH) panel of X stays in L2. Products with fewer than
+``SERIAL_WORK`` multiply-adds (batch-1 layers) run the same blocks serially: a parallel dispatch costs more.
 """
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ _VEC_BYTES = 64 if "avx512f" in _target_features() else 32
 CH32 = 8 * _VEC_BYTES // 4   # float32 outputs per chunk
 CH64 = 8 * _VEC_BYTES // 8   # float64 outputs per chunk
 ROWS = 32   # rows per parallel block
+SERIAL_WORK = 1 << 20  # multiply-adds (nnz * N) below which a parallel dispatch costs more than it saves
 
 
 # ---------------------------------------------------------------------------------------------- CSR input
@@ -145,16 +147,27 @@ def _rows64(data, indices, indptr, X, out, i0, i1):
     _row_block(data, indices, indptr, X, out, i0, i1, numba.carray(_stack_buffer(CH64, X.dtype), CH64), CH64)
 
 
+@njit(inline="always")
+def _spmm_block(data, indices, indptr, X, out, b):
+    i0 = b * ROWS
+    i1 = min(out.shape[0], i0 + ROWS)
+    if X.itemsize == 4:
+        _rows32(data, indices, indptr, X, out, i0, i1)
+    else:
+        _rows64(data, indices, indptr, X, out, i0, i1)
+
+
 @pjit
 def _spmm_parallel(data, indices, indptr, X, out):
-    M = out.shape[0]
-    for b in prange((M + ROWS - 1) // ROWS):
-        i0 = b * ROWS
-        i1 = min(M, i0 + ROWS)
-        if X.itemsize == 4:
-            _rows32(data, indices, indptr, X, out, i0, i1)
-        else:
-            _rows64(data, indices, indptr, X, out, i0, i1)
+    for b in prange((out.shape[0] + ROWS - 1) // ROWS):
+        _spmm_block(data, indices, indptr, X, out, b)
+
+
+@njit
+def _spmm_serial(data, indices, indptr, X, out):
+    """Small products (batch-1 layers): the same blocks on the calling thread, no parallel dispatch."""
+    for b in range((out.shape[0] + ROWS - 1) // ROWS):
+        _spmm_block(data, indices, indptr, X, out, b)
 
 
 def spmm_ref(W, X: np.ndarray) -> np.ndarray:
@@ -179,7 +192,8 @@ def spmm(W, X: np.ndarray) -> np.ndarray:
         raise ValueError("spmm: X must be C-contiguous (use np.ascontiguousarray)")
     out = np.empty((M, X.shape[1]), X.dtype)
     if M and X.shape[1]:
-        _spmm_parallel(data, indices, indptr, X, out)
+        driver = _spmm_serial if data.size * X.shape[1] < SERIAL_WORK else _spmm_parallel
+        driver(data, indices, indptr, X, out)
     return out
 
 

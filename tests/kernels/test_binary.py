@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from kernels._config import get_num_threads, set_num_threads
 from kernels.binary import (
+    SERIAL_WORK,
     binary_conv2d,
     binary_conv2d_ref,
     n_words,
@@ -81,16 +82,29 @@ def test_xnor_gemm_exact(M, N, K, kind_a, kind_b, seed):
 def test_xnor_gemm_empty_and_one_thread(rng):
     assert xnor_gemm(np.zeros((3, 0), np.uint64), np.zeros((2, 0), np.uint64), 0).tolist() == [[0, 0]] * 3
     assert xnor_gemm(np.zeros((0, 2), np.uint64), np.zeros((5, 2), np.uint64), 100).shape == (0, 5)
-    a = pack_signs(rng.standard_normal((37, 333)))
-    b = pack_signs(rng.standard_normal((45, 333)))
+    # large enough for the parallel driver (M * N * words >= SERIAL_WORK); the hypothesis cases run serially
+    a = pack_signs(rng.standard_normal((130, 1000)))
+    b = pack_signs(rng.standard_normal((141, 1000)))
+    assert 130 * 141 * a.shape[1] >= SERIAL_WORK
     n = get_num_threads()
     try:
-        many = xnor_gemm(a, b, 333)
+        many = xnor_gemm(a, b, 1000)
         set_num_threads(1)
-        one = xnor_gemm(a, b, 333)
+        one = xnor_gemm(a, b, 1000)
     finally:
         set_num_threads(n)
     np.testing.assert_array_equal(one, many)
+    np.testing.assert_array_equal(many, xnor_gemm_ref(a, b, 1000))
+
+
+def test_binary_conv2d_parallel_path(rng):
+    x = rng.standard_normal((2, 64, 16, 16)).astype(np.float32)
+    w = rng.standard_normal((64, 64, 3, 3)).astype(np.float32)
+    wb = pack_conv_weight(w)
+    assert 64 * 2 * 16 * 16 * wb.shape[1] >= SERIAL_WORK
+    alpha = np.abs(w).mean(axis=(1, 2, 3))
+    np.testing.assert_array_equal(binary_conv2d(x, wb, 3, 1, 1, 1, alpha, True),
+                                  binary_conv2d_ref(x, wb, 3, 1, 1, 1, alpha, True))
 
 
 def test_xnor_gemm_bad_input(rng):

@@ -9,7 +9,15 @@ from hypothesis import strategies as st
 
 from kernels._config import get_num_threads, set_num_threads
 from kernels.conv import conv2d_ref
-from kernels.sparse import csr_from_dense, csr_from_dense_ref, sparse_conv2d, sparse_conv2d_ref, spmm, spmm_ref
+from kernels.sparse import (
+    SERIAL_WORK,
+    csr_from_dense,
+    csr_from_dense_ref,
+    sparse_conv2d,
+    sparse_conv2d_ref,
+    spmm,
+    spmm_ref,
+)
 from tests.helpers import assert_close
 
 DTYPES = [np.float64, np.float32]
@@ -72,6 +80,7 @@ def test_one_thread_equals_all_threads(rng):
     W = _sparse(rng, (257, 300), 0.9, np.float32)
     X = rng.standard_normal((300, 200)).astype(np.float32)
     csr = csr_from_dense(W)
+    assert csr[0].size * 200 >= SERIAL_WORK  # the parallel driver; the hypothesis cases run serially
     n = get_num_threads()
     try:
         many = spmm(csr, X)
@@ -80,6 +89,7 @@ def test_one_thread_equals_all_threads(rng):
     finally:
         set_num_threads(n)
     np.testing.assert_array_equal(one, many)
+    assert_close("parallel spmm vs ref", many, spmm_ref(csr, X), np.float32, scale=300)
 
 
 def test_spmm_bad_input(rng):
