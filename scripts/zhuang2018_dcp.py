@@ -1,0 +1,84 @@
+"""Reproduce Zhuang et al. 2018 (Discrimination-aware Channel Pruning) at Fashion-MNIST scale.
+
+    python -m scripts.zhuang2018_dcp --seed 0      # full run (LeNet-300-100, see papers/zhuang2018_dcp.md)
+    python -m scripts.zhuang2018_dcp --smoke       # seconds-long check on a data subset
+
+Data: Fashion-MNIST (``--dataset``/``--data-dir``). Steps: train the baseline; fit the auxiliary classifier of
+stage 1 (after fc2); prune fc1's outputs (inputs of fc2) and fc2's outputs (inputs of fc3) by the greedy
+selection of Algorithm 2 with lambda = 1 (DCP) and lambda = 0 (reconstruction only, the ThiNet-style
+comparison); report accuracy before and after one fine-tuning epoch, parameters, MACs and latency.
+
+Paper (ResNet-50, ImageNet, 30% channels removed): top-1 0.39% better than the baseline; on CIFAR-10 ResNet-56
+(~50% channels) better than ThiNet and channel pruning. Ours: see papers/zhuang2018_dcp.md.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field, replace
+
+import click
+import numpy as np
+
+from methods.pruning import zhuang2018_dcp as dcp
+from methods.pruning.report import write_csv
+from scripts import _structured_run as run
+
+
+@dataclass(frozen=True)
+class Defaults:
+    arch: str = "lenet_300_100"
+    n_train: int = 60000
+    n_select: int = 3000  # images used by the channel selection (the paper uses the training set)
+    n_test: int = 10000
+    epochs: int = 6
+    lr: float = 0.01
+    keep: dict = field(default_factory=lambda: {"3": 0.2, "5": 0.5})  # input channels kept per layer
+    stages: dict = field(default_factory=lambda: {"3": 5, "5": 6})  # stage end (child index) of each layer
+    lam: float = 1.0  # lambda of Eq. (5) (paper: 1)
+    step: int = 6  # channels added per greedy iteration (paper: 1)
+    sgd_steps: int = 20
+    finetune_epochs: int = 1
+    finetune_lr: float = 0.005
+    seed: int = 0
+
+
+SMOKE = {"n_train": 1000, "n_select": 500, "n_test": 500, "epochs": 1, "step": 30, "sgd_steps": 2}
+
+
+@click.command()
+@click.option("--dataset", default="fashion-mnist", show_default=True)
+@click.option("--data-dir", default=None, help="folder with the dataset files (default: the usual places)")
+@click.option("--seed", default=Defaults.seed, show_default=True)
+@click.option("--run-dir", default=None, help="default: runs/zhuang2018_dcp-<timestamp>")
+@click.option("--smoke", is_flag=True, help="seconds-long run on a data subset")
+def main(dataset, data_dir, seed, run_dir, smoke):
+    cfg = replace(Defaults(), seed=seed, **(SMOKE if smoke else {}))
+    out = run.run_dir_for("zhuang2018_dcp", run_dir)
+    xtr, ytr, xte, yte = run.load_data(dataset, data_dir, cfg.n_train, cfg.n_test)
+    shape = xtr.shape[1:]
+    model = run.build(cfg.arch, shape, cfg.seed)
+    run.train(model, xtr, ytr, cfg.epochs, cfg.lr, cfg.seed, weight_decay=1e-4)
+    rows = [{"model": "baseline", **run.measures(model, shape, xte, yte, latency=not smoke)}]
+    xs, ys = xtr[:cfg.n_select], ytr[:cfg.n_select]
+    heads = {name: (dcp.train_aux_head(model, end, xs, ys, np.random.default_rng(cfg.seed))
+                    if end < len(model) else None) for name, end in cfg.stages.items()}
+    pruned, hist = {}, []
+    for label, lam in (("reconstruction only", 0.0), ("DCP", cfg.lam)):
+        p, info = dcp.dcp_prune(model, shape, cfg.keep, cfg.stages, heads, xs, ys, lam,
+                                np.random.default_rng(cfg.seed), step=cfg.step, sgd_steps=cfg.sgd_steps)
+        hist += [{"method": label, **h} for h in info["history"]]
+        pruned[label] = p
+        rows.append({"model": label, **run.measures(p, shape, xte, yte, latency=not smoke)})
+    for label, p in pruned.items():
+        p = copy.deepcopy(p)
+        run.train(p, xtr, ytr, cfg.finetune_epochs, cfg.finetune_lr, cfg.seed + 1, weight_decay=1e-4)
+        rows.append({"model": f"{label}, fine-tuned", **run.measures(p, shape, xte, yte, latency=False)})
+    write_csv(out / "selection.csv", hist)
+    run.write_results(out, cfg, rows)
+    for r in rows:
+        click.echo(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items()))
+    click.echo(f"results in {out}")
+
+
+if __name__ == "__main__":
+    main()
