@@ -74,3 +74,40 @@ def write_results(run_dir: Path, cfg, rows: list[dict], extra: dict | None = Non
         w = csv.DictWriter(f, fieldnames=cols)
         w.writeheader()
         w.writerows(rows)
+
+
+def relative_error(model: Module, ref: Module, layer: str, x) -> float:
+    """||y - y_ref||^2 / ||y_ref||^2 of ``layer``'s output on x (the next-layer reconstruction error)."""
+    from methods.pruning.surgery import capture
+    y, y0 = capture(model, [layer], x)[layer][1], capture(ref, [layer], x)[layer][1]
+    return float(np.sum((y.astype(np.float64) - y0) ** 2) / np.sum(y0.astype(np.float64) ** 2))
+
+
+def reconstruction_experiment(paper_id: str, cfg, methods: dict, dataset: str, data_dir, run_dir, smoke: bool):
+    """Train a baseline, then prune layer ``cfg.layer`` with each of ``methods`` ({name: fn(model, x_sample) ->
+    pruned model}) at the same ratio: next-layer reconstruction error, accuracy before/after fine-tuning."""
+    import copy
+
+    import click
+
+    from methods.pruning.surgery import next_consumer
+    out = run_dir_for(paper_id, run_dir)
+    xtr, ytr, xte, yte = load_data(dataset, data_dir, cfg.n_train, cfg.n_test)
+    shape = xtr.shape[1:]
+    model = build(cfg.arch, shape, cfg.seed)
+    train(model, xtr, ytr, cfg.epochs, cfg.lr, cfg.seed)
+    nxt = next_consumer(model, cfg.layer, shape)
+    rows = [{"model": "baseline", **measures(model, shape, xte, yte, latency=not smoke)}]
+    xs, xh = xtr[:cfg.n_sample_images], xte[:cfg.n_sample_images]
+    for name, fn in methods.items():
+        pruned = fn(copy.deepcopy(model), xs)
+        err = relative_error(pruned, model, nxt, xh)
+        rows.append({"model": f"{name}, no fine-tuning", "next_layer_rel_error": err,
+                     **measures(pruned, shape, xte, yte, latency=False)})
+        train(pruned, xtr, ytr, cfg.finetune_epochs, cfg.finetune_lr, cfg.seed + 1)
+        rows.append({"model": f"{name}, fine-tuned", **measures(pruned, shape, xte, yte, latency=not smoke)})
+    write_results(out, cfg, rows, {"layer": cfg.layer, "next_layer": nxt})
+    for r in rows:
+        click.echo(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items()))
+    click.echo(f"results in {out}")
+    return rows

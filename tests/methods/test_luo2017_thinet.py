@@ -58,3 +58,17 @@ def test_thinet_beats_l1_reconstruction(fmnist, base):
     assert macs(thin) < macs(ref)
     assert e_thin < e_l1 and e_thin <= e_sel
     assert copy.deepcopy(thin)(xh[:2]).shape == (2, 10)
+
+
+def test_script_smoke(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from scripts.luo2017_thinet import main
+    res = CliRunner().invoke(main, ["--smoke", "--run-dir", str(tmp_path / "run")])
+    assert res.exit_code == 0, res.output
+    assert {"config.json", "results.json", "results.csv"} <= {p.name for p in (tmp_path / "run").iterdir()}
+    rows = json.loads((tmp_path / "run" / "results.json").read_text())["rows"]
+    assert len(rows) == 7 and all(r["macs"] < rows[0]["macs"] for r in rows[1:])
+    assert all(r["next_layer_rel_error"] >= 0 for r in rows[1::2])
