@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmarks.common import environment, table, timeit_stats, torch_threads
+from benchmarks.common import environment, prefer_workqueue, table, timeit_stats, torch_threads
 from kernels import _intrinsics
 from kernels.int8 import pack_weights, qgemm, qgemm_requant, quantize_multiplier
 
@@ -80,8 +80,7 @@ def run_gemv(K: int, N: int, rng: np.random.Generator) -> list[dict]:
     add("numpy sgemv (fp32)", Wf.nbytes / 2 ** 20, np.dot, Wf, xf)
     add("torch.mv (fp32)", Wf.nbytes / 2 ** 20, torch.mv, torch.from_numpy(Wf), torch.from_numpy(xf))
     add("torch quantized Linear (fbgemm), batch 1", W.nbytes / 2 ** 20, lin, xt)
-    add(f"lwnn qgemm_requant, batch 1 ({packed.path}, packed int16 = 2 B/weight)" if packed.path == "int16"
-        else "lwnn qgemm_requant, batch 1 (vnni)", packed.nbytes / 2 ** 20,
+    add(f"lwnn qgemm_requant, batch 1 ({packed.path}, int8 packed: 1 B/weight)", packed.nbytes / 2 ** 20,
         qgemm_requant, x, packed, 64, 0, None, m0, shift, 128)
     for r in rows:
         r["x numpy sgemv"] = rows[0]["ms"] / r["ms"]
@@ -90,9 +89,11 @@ def run_gemv(K: int, N: int, rng: np.random.Generator) -> list[dict]:
 
 
 def main() -> str:
+    layer = prefer_workqueue()
     rng = np.random.default_rng(0)
     vnni = _intrinsics.cpu_has("avx512_vnni")
-    out = ["# int8 GEMM (Jacob 2018 integer-only, gemmlowp requantisation)\n", environment(),
+    out = ["# int8 GEMM (Jacob 2018 integer-only, gemmlowp requantisation)\n",
+           environment() + f", numba threading layer: {layer}",
            (f"lwnn int8 path: {'vnni (vpdpbusd)' if vnni else 'int16 (vpmaddwd, AVX2)'}; AVX512_VNNI: {vnni}. "
            "ms = median of 7 samples, min ms = fastest sample (shared machine: read both).\n")]
     cols = ["impl", "ms", "min ms", "GOP/s", "x numpy sgemm", "x numpy sgemm (min)", "x fbgemm"]

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 from numba import prange
 
-from benchmarks.common import environment, table, timeit_stats, torch_threads
+from benchmarks.common import environment, prefer_workqueue, table, timeit_stats, torch_threads
 from kernels import _intrinsics
 from kernels._config import pjit
 from kernels.shift import MR, NR, NV, decode, encode, pack_codes, shift_gemm, shift_gemv
@@ -105,8 +105,9 @@ def run_gemv(K: int, O: int, rng: np.random.Generator) -> list[dict]:
 
 
 def main() -> str:
+    layer = prefer_workqueue()
     rng = np.random.default_rng(0)
-    out = ["# Shift (power-of-two, ShiftCNN) GEMM and GEMV\n", environment(),
+    out = ["# Shift (power-of-two, ShiftCNN) GEMM and GEMV\n", environment() + f", numba threading layer: {layer}",
            ("A CPU shifts no faster than it multiplies: no GEMM speed-up over FMA BLAS is expected; the GEMV wins "
            "by reading fewer weight bytes. ms = median of 7 samples, min ms = fastest sample (shared machine).\n"),
            "## GEMM M x K x O = 1024 x 1024 x 1024\n",

@@ -76,3 +76,17 @@ def table(rows: list[dict], cols: list[str]) -> str:
     for r in rows:
         out.append("| " + " | ".join(fmt(r.get(c, "")) for c in cols) + " |")
     return "\n".join(out)
+
+
+def prefer_workqueue() -> str:
+    """Use numba's ``workqueue`` threading layer unless the user chose one or numba threads already run.
+
+    PERFORMANCE.md pitfall 3: on this shared 2-vCPU machine the default OpenMP layer's spinning workers made a
+    2 ms numba GEMV take 55 ms (and its median 72 ms); workqueue removed the stalls. Returns the layer name.
+    """
+    import numba
+    from numba.np.ufunc import parallel
+
+    if not parallel._is_initialized and not os.environ.get("NUMBA_THREADING_LAYER"):
+        numba.config.THREADING_LAYER = "workqueue"
+    return str(numba.config.THREADING_LAYER)
