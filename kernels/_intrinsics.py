@@ -15,6 +15,9 @@
   buffer ``Ct`` of shape ``(MR, lanes*NV)``. Operands are addressed as ``array, element offset, stride``;
   the caller guarantees bounds (the wrappers in ``kernels.int8`` / ``kernels.shift`` check shapes).
 
+Caching caveat: numba's on-disk cache (``cache=True``) is keyed on the *calling* file, so after editing this
+file touch ``kernels/int8.py`` and ``kernels/shift.py`` (or clear their ``__pycache__``) to recompile them.
+
 ``cpu_has(feature)`` says whether the numba target can run a family (LLVM host features, or
 ``NUMBA_CPU_NAME``/``NUMBA_CPU_FEATURES`` when set).
 """
