@@ -101,19 +101,30 @@ def _sign_word(typingctx, A, off):
     return types.uint64(A, types.intp), codegen
 
 
+@njit(inline="always")
+def _pack_row(A, out, i):
+    K = A.shape[1]
+    full = K // WORD
+    for w in range(full):
+        out[i, w] = _sign_word(A, i * K + w * WORD)
+    if full < out.shape[1]:
+        word = np.uint64(0)
+        for b in range(K - full * WORD):
+            if A[i, full * WORD + b] >= 0:
+                word |= np.uint64(1) << np.uint64(b)
+        out[i, full] = word
+
+
 @pjit
 def _pack_parallel(A, out):
-    M, K = A.shape
-    full = K // WORD
-    for i in prange(M):
-        for w in range(full):
-            out[i, w] = _sign_word(A, i * K + w * WORD)
-        if full < out.shape[1]:
-            word = np.uint64(0)
-            for b in range(K - full * WORD):
-                if A[i, full * WORD + b] >= 0:
-                    word |= np.uint64(1) << np.uint64(b)
-            out[i, full] = word
+    for i in prange(A.shape[0]):
+        _pack_row(A, out, i)
+
+
+@njit
+def _pack_serial(A, out):
+    for i in range(A.shape[0]):
+        _pack_row(A, out, i)
 
 
 def pack_signs_ref(A: np.ndarray) -> np.ndarray:
@@ -130,7 +141,7 @@ def pack_signs(A: np.ndarray) -> np.ndarray:
     _check_float2d(A, "pack_signs")
     out = np.empty((A.shape[0], n_words(A.shape[1])), np.uint64)
     if out.size:
-        _pack_parallel(A, out)
+        (_pack_serial if A.size < SERIAL_WORK else _pack_parallel)(A, out)
     return out
 
 

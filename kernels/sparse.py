@@ -8,7 +8,7 @@ A CSR matrix is a ``scipy.sparse.csr_matrix`` or a tuple ``(data, indices, indpt
 float32/float64, ``indices`` (nnz,) and ``indptr`` (M + 1,) int32 or int64. Unsorted column indices and
 duplicates are allowed (duplicates add up, as in scipy).
 
-Kernel (three levels): ``_rows`` (serial, one block of rows) keeps a chunk of ``CH`` outputs of one row in
+Kernel (three levels): ``_rows32``/``_rows64`` (serial, one block of rows) keeps a chunk of ``CH`` outputs of one row in
 registers -- the chunk width is a compile-time constant so LLVM unrolls the column loop and keeps the
 accumulators in vector registers (PERFORMANCE.md 3.3: a runtime trip count broke this) -- and walks the
 row's nonzeros: acc += W[i, k] * X[k, chunk]. ``_spmm_parallel`` splits the rows into blocks (each output

@@ -83,6 +83,9 @@ def test_xnor_gemm_empty_and_one_thread(rng):
     assert xnor_gemm(np.zeros((3, 0), np.uint64), np.zeros((2, 0), np.uint64), 0).tolist() == [[0, 0]] * 3
     assert xnor_gemm(np.zeros((0, 2), np.uint64), np.zeros((5, 2), np.uint64), 100).shape == (0, 5)
     # large enough for the parallel driver (M * N * words >= SERIAL_WORK); the hypothesis cases run serially
+    big = rng.standard_normal((300, 1000))
+    assert big.size >= SERIAL_WORK  # the parallel packing driver
+    np.testing.assert_array_equal(pack_signs(big), pack_signs_ref(big))
     a = pack_signs(rng.standard_normal((130, 1000)))
     b = pack_signs(rng.standard_normal((141, 1000)))
     assert 130 * 141 * a.shape[1] >= SERIAL_WORK
