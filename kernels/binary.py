@@ -16,7 +16,7 @@ Kernel levels: ``_tile`` (serial) keeps an MR x NR block of popcount sums in reg
 counts) over the whole reduction; ``_xnor_parallel`` runs the tiles (disjoint output blocks, integer sums,
 so any thread count gives identical results; ``_xnor_serial`` runs the same tiles for small products); the
 public wrappers check their input and never cast.
-Popcount is LLVM ``ctpop`` (``_popcount``): one ``vpopcntq`` per 8 words with AVX512_VPOPCNTDQ, a pshufb
+Popcount is LLVM ``ctpop`` on a vector of words (``_xnor_tile``): one ``vpopcntq`` per 8 words with AVX512_VPOPCNTDQ, a pshufb
 nibble lookup on AVX2-only CPUs.
 """
 from __future__ import annotations
@@ -50,17 +50,6 @@ def n_words(K: int) -> int:
 
 
 # ---------------------------------------------------------------------------------------------- intrinsics
-@intrinsic
-def _popcount(typingctx, x):
-    """Number of set bits of a uint64 (LLVM ctpop: LLVM picks popcnt / vpopcntq / a pshufb lookup)."""
-    if not isinstance(x, types.Integer) or x.bitwidth != 64:
-        return None
-
-    def codegen(context, builder, signature, args):
-        return builder.ctpop(args[0])
-    return types.uint64(x), codegen
-
-
 @intrinsic
 def _stack_buffer(typingctx, size, dtype):
     """Pointer to ``size`` (a literal) elements on the stack, which LLVM promotes to registers."""
