@@ -241,20 +241,46 @@ def _tap(k, geo):
 
 
 @njit
-def _pack_col(x, n, cbase, k0, nk, l0, nl, dst, sk, sl, wsub, ssub, geo):
+def _taps(K, geo):
+    """(K, 5) table of ``_tap`` for every kernel row of a group, computed once per call."""
+    t = np.empty((K, 5), np.int64)
+    for k in range(K):
+        t[k, 0], t[k, 1], t[k, 2], t[k, 3], t[k, 4] = _tap(k, geo)
+    return t
+
+
+@njit
+def _segments(l0, nl, wsub, ssub, sl, segs, geo):
+    """Split output columns l0 .. l0+nl into runs within one output row and one sub-panel of wsub columns.
+
+    segs[s] = (oh*sh, ow0, ow1, base): the run covers ow0 <= ow < ow1 of row oh, and its packed position for
+    column ow is base + ow*sl (plus the row offset of the kernel row). Returns the number of runs."""
+    sh, Wo = geo.sh, geo.Wo
+    nseg, ll = 0, 0
+    while ll < nl:
+        oh = (l0 + ll) // Wo
+        ow0 = l0 + ll - oh * Wo
+        q = ll % wsub
+        ow1 = min(Wo, ow0 + nl - ll, ow0 + wsub - q)
+        segs[nseg, 0], segs[nseg, 1], segs[nseg, 2] = oh * sh, ow0, ow1
+        segs[nseg, 3] = (ll // wsub) * ssub + (q - ow0) * sl
+        nseg += 1
+        ll += ow1 - ow0
+    return nseg
+
+
+@njit
+def _pack_col(x, n, cbase, taps, k0, nk, l0, nl, dst, sk, sl, wsub, ssub, segs, geo):
     """dst[(ll // wsub)*ssub + kk*sk + (ll % wsub)*sl] = col(x[n])[k0 + kk, l0 + ll]: im2col of channels cbase..
     with zero padding, columns split into sub-panels of wsub (forward: (pb, K, nr) panels; grad W: (l, k))."""
-    H, sh, sw, Wo = geo.H, geo.sh, geo.sw, geo.Wo
+    H, sw = geo.H, geo.sw
+    nseg = _segments(l0, nl, wsub, ssub, sl, segs, geo)
     for kk in range(nk):
-        c, off_h, off_w, ow_lo, ow_hi = _tap(k0 + kk, geo)
-        ll = 0
-        while ll < nl:
-            oh = (l0 + ll) // Wo
-            ow0 = l0 + ll - oh * Wo
-            q = ll % wsub
-            ow1 = min(Wo, ow0 + nl - ll, ow0 + wsub - q)
-            base = (ll // wsub) * ssub + kk * sk + (q - ow0) * sl  # dst index of column ow is base + ow*sl
-            ih = oh * sh + off_h
+        tap = taps[k0 + kk]
+        c, off_h, off_w, ow_lo, ow_hi = tap[0], tap[1], tap[2], tap[3], tap[4]
+        for s in range(nseg):
+            seg = segs[s]
+            ih, ow0, ow1, base = seg[0] + off_h, seg[1], seg[2], seg[3] + kk * sk
             lo, hi = ow0, ow0
             if 0 <= ih < H:
                 lo = min(max(ow0, ow_lo), ow1)
@@ -272,25 +298,23 @@ def _pack_col(x, n, cbase, k0, nk, l0, nl, dst, sk, sl, wsub, ssub, geo):
                         dst[base + ow * sl] = src[ow * sw + off_w]
             for ow in range(hi, ow1):
                 dst[base + ow * sl] = 0.0
-            ll += ow1 - ow0
 
 
 @njit
-def _scatter_col(tile, nk, k0, l0, nl, dx, n, cbase, geo):
+def _scatter_col(tile, nk, taps, k0, l0, nl, dx, n, cbase, segs, geo):
     """col2im: dx[n, cbase + c, ih, iw] += tile[kk, ll] for the in-bounds taps of rows k0 + kk, columns l0 + ll."""
-    H, sh, sw, Wo = geo.H, geo.sh, geo.sw, geo.Wo
+    H, sw = geo.H, geo.sw
+    nseg = _segments(l0, nl, nl, 0, 1, segs, geo)
     for kk in range(nk):
-        c, off_h, off_w, ow_lo, ow_hi = _tap(k0 + kk, geo)
-        l = l0
-        while l < l0 + nl:
-            oh = l // Wo
-            ow0 = l - oh * Wo
-            ow1 = min(Wo, ow0 + l0 + nl - l)
-            ih = oh * sh + off_h
-            lo, hi = max(ow0, ow_lo), min(ow1, ow_hi)
+        tap = taps[k0 + kk]
+        c, off_h, off_w, ow_lo, ow_hi = tap[0], tap[1], tap[2], tap[3], tap[4]
+        for s in range(nseg):
+            seg = segs[s]
+            ih, base = seg[0] + off_h, seg[3]  # tile column of ow is base + ow
+            lo, hi = max(seg[1], ow_lo), min(seg[2], ow_hi)
             if 0 <= ih < H and hi > lo:
                 drow = dx[n, cbase + c, ih]  # (W,)
-                v = tile[kk, l - l0 - ow0 + lo:l - l0 - ow0 + hi]
+                v = tile[kk, base + lo:base + hi]
                 if sw == 1:
                     d = drow[lo + off_w:hi + off_w]
                     for t in range(hi - lo):
@@ -298,7 +322,6 @@ def _scatter_col(tile, nk, k0, l0, nl, dx, n, cbase, geo):
                 else:
                     for t in range(hi - lo):
                         drow[(lo + t) * sw + off_w] += v[t]
-            l += ow1 - ow0
 
 
 @pjit
@@ -313,15 +336,17 @@ def _gemm_forward(x, Wp, bias, y, geo, pb, nchunks):
     nr = _tile_cols(x)
     nmb, nlb = (M + _MR - 1) // _MR, (L + pb * nr - 1) // (pb * nr)
     ntask = N * G * nlb
+    taps = _taps(K, geo)
     for t in numba.prange(nchunks):
         panel = np.zeros(pb * K * nr, x.dtype)  # (pb, K, nr)
+        segs = np.empty((pb * nr + 1, 4), np.int64)
         C = np.empty((nmb * _MR, nr), x.dtype)
         out = np.empty((_MR, nr), x.dtype)
         for task in range(t * ntask // nchunks, (t + 1) * ntask // nchunks):
             n, rest = divmod(task, G * nlb)
             g, lb = divmod(rest, nlb)
-            _pack_col(x, n, g * Cig, 0, K, lb * pb * nr, min(pb * nr, L - lb * pb * nr), panel, nr, 1, nr,
-                      K * nr, geo)
+            _pack_col(x, n, g * Cig, taps, 0, K, lb * pb * nr, min(pb * nr, L - lb * pb * nr), panel, nr, 1, nr,
+                      K * nr, segs, geo)
             for sb in range(pb):
                 l0 = (lb * pb + sb) * nr
                 nl = min(nr, L - l0)
@@ -346,7 +371,9 @@ def _gemm_grad_x(go, weight, dx, geo, ncb, nchunks):
     M, L, khw = Co // G, Ho * Wo, kH * kW
     nr = _tile_cols(go)
     ntask = N * G * ncb
+    taps = _taps(Cig * khw, geo)
     for t in numba.prange(nchunks):
+        segs = np.empty((nr + 1, 4), np.int64)
         cmax = (Cig + ncb - 1) // ncb
         kbmax = (cmax * khw + _MR - 1) // _MR
         A = np.zeros(kbmax * M * _MR, go.dtype)  # (kb, M, MR): W_g^T rows k0.., zero padded
@@ -375,7 +402,7 @@ def _gemm_grad_x(go, weight, dx, geo, ncb, nchunks):
                     for kb in range(nkb):
                         _micro(min(_KC, M - m0), A, (kb * M + m0) * _MR, panel, m0 * nr, nr, out)
                         _add_tile(Ct, kb * _MR, out, m0 == 0)
-                _scatter_col(Ct, nk, k0, l0, nl, dx, n, g * Cig, geo)
+                _scatter_col(Ct, nk, taps, k0, l0, nl, dx, n, g * Cig, segs, geo)
 
 
 @pjit
@@ -386,7 +413,9 @@ def _gemm_grad_w(go, x, dw, geo, lc, nchunks):
     nr = _tile_cols(go)
     nmb, nkb = (M + _MR - 1) // _MR, (K + nr - 1) // nr
     ntask = G * nkb
+    taps = _taps(K, geo)
     for t in numba.prange(nchunks):
+        segs = np.empty((lc + 1, 4), np.int64)
         A = np.zeros(nmb * lc * _MR, go.dtype)  # (nmb, lc, MR): go^T
         panel = np.zeros(lc * nr, go.dtype)  # (lc, nr): col^T
         out = np.empty((_MR, nr), go.dtype)
@@ -397,7 +426,7 @@ def _gemm_grad_w(go, x, dw, geo, lc, nchunks):
             for n in range(N):
                 for l0 in range(0, L, lc):
                     nl = min(lc, L - l0)
-                    _pack_col(x, n, g * Cig, k0, nk, l0, nl, panel, 1, nr, lc, 0, geo)
+                    _pack_col(x, n, g * Cig, taps, k0, nk, l0, nl, panel, 1, nr, lc, 0, segs, geo)
                     for mb in range(nmb):
                         for ll in range(nl):
                             for r in range(_MR):
