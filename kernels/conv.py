@@ -406,32 +406,35 @@ def _gemm_grad_x(go, weight, dx, geo, ncb, nchunks):
 
 
 @pjit
-def _gemm_grad_w(go, x, dw, geo, lc, nchunks):
-    """dW_g (M, K) = sum_n go[n, g] (M, L) @ col(x[n, g])^T (L, K); tasks (g, block of nr kernel rows)."""
+def _gemm_grad_w(go, x, dw, geo, lc, nsb):
+    """dW_g (M, K) = sum_n go[n, g] (M, L) @ col(x[n, g])^T (L, K); tasks (g, one of nsb blocks of kernel rows).
+
+    The reduction runs over (n, chunk of lc output positions) in a fixed order: per chunk, go^T is packed once
+    per task and every nr-column block of col^T in the task's block of K is packed and multiplied. How K is
+    split between tasks does not change any sum, so nsb may follow the thread count."""
     N, Co, Cig, kH, kW, Ho, Wo, G = geo.N, geo.Co, geo.Cig, geo.kH, geo.kW, geo.Ho, geo.Wo, geo.G
     M, K, L = Co // G, Cig * kH * kW, Ho * Wo
     nr = _tile_cols(go)
     nmb, nkb = (M + _MR - 1) // _MR, (K + nr - 1) // nr
-    ntask = G * nkb
     taps = _taps(K, geo)
-    for t in numba.prange(nchunks):
+    for task in numba.prange(G * nsb):
+        g, sb = divmod(np.int64(task), nsb)
         segs = np.empty((lc + 1, 4), np.int64)
-        A = np.zeros(nmb * lc * _MR, go.dtype)  # (nmb, lc, MR): go^T
+        A = np.zeros(nmb * lc * _MR, go.dtype)  # (nmb, lc, MR): go^T, rows past M zero
         panel = np.zeros(lc * nr, go.dtype)  # (lc, nr): col^T
         out = np.empty((_MR, nr), go.dtype)
-        for task in range(t * ntask // nchunks, (t + 1) * ntask // nchunks):
-            g, kb = divmod(task, nkb)
-            k0 = kb * nr
-            nk = min(nr, K - k0)
-            for n in range(N):
-                for l0 in range(0, L, lc):
-                    nl = min(lc, L - l0)
+        for n in range(N):
+            for l0 in range(0, L, lc):
+                nl = min(lc, L - l0)
+                for m in range(M):
+                    grow = go[n, g * M + m, l0:l0 + nl]
+                    Am = A[(m // _MR) * lc * _MR + m % _MR:]
+                    for ll in range(nl):
+                        Am[ll * _MR] = grow[ll]
+                for kb in range(sb * nkb // nsb, (sb + 1) * nkb // nsb):
+                    k0 = kb * nr
+                    nk = min(nr, K - k0)
                     _pack_col(x, n, g * Cig, taps, k0, nk, l0, nl, panel, 1, nr, lc, 0, segs, geo)
-                    for mb in range(nmb):
-                        for ll in range(nl):
-                            for r in range(_MR):
-                                m = mb * _MR + r
-                                A[(mb * lc + ll) * _MR + r] = go[n, g * M + m, l0 + ll] if m < M else 0.0
                     for mb in range(nmb):
                         _micro(nl, A, mb * lc * _MR, panel, 0, nr, out)
                         for r in range(min(_MR, M - mb * _MR)):
@@ -604,5 +607,6 @@ def conv2d_backward(grad_output, x, weight, stride=1, padding=0, dilation=1, gro
         return gx, gw.reshape(weight.shape), gb
     ncb = min(Cig, -(-_MIN_TASKS // (N * G)))
     _gemm_grad_x(go.reshape(N, Co, L), w2, gx, geo, ncb, _chunks(N * G * ncb))
-    _gemm_grad_w(go.reshape(N, Co, L), x, gw, geo, _KC, _chunks(G * -(-K // _nr(x.dtype))))
+    nkb = -(-K // _nr(x.dtype))
+    _gemm_grad_w(go.reshape(N, Co, L), x, gw, geo, _KC, min(nkb, -(-2 * get_num_threads() // G)))
     return gx, gw.reshape(weight.shape), gb
