@@ -4,6 +4,7 @@ PyTorch is never imported here; ``nn.interop`` imports it inside its functions.
 """
 from nn.activations import Hardsigmoid, Hardswish, LeakyReLU, ReLU, ReLU6, Sigmoid, Softmax, Tanh
 from nn.basic import Dropout, Flatten, Identity
+from nn.binary import BinaryConv2d, BinaryLinear
 from nn.containers import ChannelShuffle, ChannelSplit, Concat, Residual, Sequential
 from nn.conv import Conv2d
 from nn.interop import from_torch, to_torch
@@ -15,6 +16,9 @@ from nn.norm import BatchNorm1d, BatchNorm2d
 from nn.optim import SGD, Adam, AdamW, CosineAnnealingLR, StepLR
 from nn.pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 from nn.profile import model_latency, profile, summary_table, totals
+from nn.quant import QuantConv2d, QuantLinear
+from nn.shift import ShiftConv2d, ShiftLinear
+from nn.sparse import SparseConv2d, SparseLinear
 
 __all__ = [
     "NAMES",
@@ -25,6 +29,8 @@ __all__ = [
     "AvgPool2d",
     "BatchNorm1d",
     "BatchNorm2d",
+    "BinaryConv2d",
+    "BinaryLinear",
     "ChannelShuffle",
     "ChannelSplit",
     "Concat",
@@ -42,12 +48,18 @@ __all__ = [
     "MSELoss",
     "MaxPool2d",
     "Module",
+    "QuantConv2d",
+    "QuantLinear",
     "ReLU",
     "ReLU6",
     "Residual",
     "Sequential",
+    "ShiftConv2d",
+    "ShiftLinear",
     "Sigmoid",
     "Softmax",
+    "SparseConv2d",
+    "SparseLinear",
     "StepLR",
     "Tanh",
     "build",
