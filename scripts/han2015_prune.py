@@ -41,6 +41,7 @@ class Defaults:
     sparsity_compare: float = 0.9  # one-shot vs iterative at this sparsity, every layer
     sensitivity_ratios: tuple = (0.5, 0.7, 0.8, 0.9, 0.95, 0.98)
     latency_threads: int = 1  # BLAS and numba threads for the dense-vs-sparse timing (same for both)
+    threads: int | None = None  # BLAS threads for the whole run (None: library default)
     train_limit: int | None = None
     test_limit: int | None = None
 
@@ -145,13 +146,17 @@ def run(cfg: Defaults, data_dir, seed: int, run_dir) -> dict:
 @click.option("--baseline-epochs", type=int, default=None)
 @click.option("--rounds", type=int, default=None)
 @click.option("--retrain-epochs", type=int, default=None)
-def main(dataset, data_dir, seed, run_dir, smoke, baseline_epochs, rounds, retrain_epochs) -> None:
+@click.option("--threads", type=int, default=None, help="BLAS threads for training (1 on a busy shared machine)")
+def main(dataset, data_dir, seed, run_dir, smoke, baseline_epochs, rounds, retrain_epochs, threads) -> None:
     cfg = Defaults(dataset=dataset)
     if smoke:
         cfg = dataclasses.replace(cfg, **SMOKE)
     over = {k: v for k, v in {"baseline_epochs": baseline_epochs, "rounds": rounds,
-                                  "retrain_epochs": retrain_epochs}.items() if v is not None}
-    run(dataclasses.replace(cfg, **over), data_dir, seed, run_dir)
+                              "retrain_epochs": retrain_epochs, "threads": threads}.items() if v is not None}
+    cfg = dataclasses.replace(cfg, **over)
+    from threadpoolctl import threadpool_limits
+    with threadpool_limits(cfg.threads):
+        run(cfg, data_dir, seed, run_dir)
 
 
 if __name__ == "__main__":
