@@ -129,3 +129,25 @@ def test_bad_input_raises(rng):
         sh.encode(np.array([1.0, np.inf]))
     with pytest.raises(ValueError, match="power of two"):
         sh.encode(np.ones(3), 1, scale=0.3)
+
+
+def test_scalar_i32_shift_intrinsics():
+    """kernels._intrinsics.shl32/ashr32/lshr32 compute in int32, as NumPy does on int32 arrays."""
+    from kernels._config import njit
+    from kernels._intrinsics import ashr32, lshr32, shl32
+
+    @njit
+    def run(x, s):
+        out = np.empty((3, x.size), np.int32)
+        for i in range(x.size):
+            out[0, i] = shl32(x[i], s[i])
+            out[1, i] = ashr32(x[i], s[i])
+            out[2, i] = lshr32(x[i], s[i])
+        return out
+
+    x = np.array([1, -1, 5, -5, 2 ** 30, -(2 ** 31), 2 ** 31 - 1, 123456], np.int32)
+    s = np.array([0, 1, 3, 2, 1, 31, 4, 17], np.int32)
+    got = run(x, s)
+    np.testing.assert_array_equal(got[0], np.left_shift(x, s))  # wraps in 32 bits
+    np.testing.assert_array_equal(got[1], np.right_shift(x, s))
+    np.testing.assert_array_equal(got[2], np.right_shift(x.view(np.uint32), s.astype(np.uint32)).view(np.int32))
