@@ -75,3 +75,17 @@ def test_obs_beats_obd_and_magnitude_without_retraining(fmnist):
         print(frac, dense, res)
         assert res["obs"][0] < res["obd"][0] and res["obs"][0] < res["magnitude"][0]
         assert res["obs"][1] >= res["obd"][1]
+
+
+def test_script_smoke(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from scripts.hassibi1993_obs import main
+    res = CliRunner().invoke(main, ["--smoke", "--run-dir", str(tmp_path)])
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    for f in ("config.json", "results.json", "sweep.csv"):
+        assert (tmp_path / f).is_file(), f
+    r = json.loads((tmp_path / "results.json").read_text())
+    assert r["weights"] == 944 and {row["criterion"] for row in r["sweep"]} == {"obs", "obd", "magnitude"}
