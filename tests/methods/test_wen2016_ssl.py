@@ -91,3 +91,16 @@ def test_ssl_zeroes_groups_on_fashion_mnist(fmnist):
     assert res[LAM]["removed"] >= 0.25 * 400
     assert res[LAM]["params"] < 0.8 * res[LAM]["dense"]
     assert res[LAM]["slim_acc"] >= res[LAM]["acc"] - MAX_DROP
+
+
+def test_script_smoke(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from scripts.wen2016_ssl import main
+    res = CliRunner().invoke(main, ["--smoke", "--run-dir", str(tmp_path / "run")])
+    assert res.exit_code == 0, res.output
+    assert {"config.json", "results.json", "results.csv"} <= {p.name for p in (tmp_path / "run").iterdir()}
+    rows = json.loads((tmp_path / "run" / "results.json").read_text())["rows"]
+    assert len(rows) == 4 and rows[3]["params"] <= rows[2]["params"]
