@@ -17,6 +17,7 @@ with ``os.replace``, so an interrupted save never leaves a half-written checkpoi
 """
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import json
 import os
@@ -47,17 +48,18 @@ def lwnn_version() -> str:
 
 
 # ---------------------------------------------------------------------------------------------------- trees
-def _to_jsonable(v):
-    if isinstance(v, (np.integer,)):
-        return int(v)
-    if isinstance(v, (np.floating,)):
-        return float(v)
-    if isinstance(v, np.bool_):
-        return bool(v)
-    if isinstance(v, (list, tuple)):
-        return [_to_jsonable(e) for e in v]
+def jsonable(v):
+    """Dicts, lists/tuples, dataclasses, numpy scalars and arrays as plain JSON-able Python values."""
     if isinstance(v, dict):
-        return {str(k): _to_jsonable(e) for k, e in v.items()}
+        return {str(k): jsonable(e) for k, e in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [jsonable(e) for e in v]
+    if dataclasses.is_dataclass(v) and not isinstance(v, type):
+        return jsonable(dataclasses.asdict(v))
+    if isinstance(v, np.generic):
+        return v.item()
+    if isinstance(v, np.ndarray):
+        return v.tolist()
     return v
 
 
@@ -92,7 +94,7 @@ def write_tree(group: h5py.Group, tree: dict) -> None:
             write_tree(sub, {str(i): v for i, v in enumerate(value)})
         else:
             try:
-                group.attrs[name] = json.dumps(_to_jsonable(value))
+                group.attrs[name] = json.dumps(jsonable(value))
             except TypeError as e:
                 raise TypeError(f"checkpoint entry {group.name}/{name}: cannot store a "
                                 f"{type(value).__name__} ({e})") from e
@@ -175,10 +177,10 @@ def write_checkpoint(path: str | Path, model_state: dict, layout: list, arch: di
             f.attrs["format"] = FORMAT
             f.attrs["format_version"] = FORMAT_VERSION
             f.attrs["epoch"] = int(epoch)
-            f.attrs["arch"] = json.dumps(_to_jsonable(arch)) if arch is not None else ""
+            f.attrs["arch"] = json.dumps(jsonable(arch)) if arch is not None else ""
             f.attrs["layout"] = json.dumps(layout)
-            f.attrs["rng_state"] = json.dumps(_to_jsonable(rng_state)) if rng_state is not None else ""
-            f.attrs["metadata"] = json.dumps(_to_jsonable(meta))
+            f.attrs["rng_state"] = json.dumps(jsonable(rng_state)) if rng_state is not None else ""
+            f.attrs["metadata"] = json.dumps(jsonable(meta))
             g = f.create_group("model")
             for name, arr in model_state.items():
                 g.create_dataset(name, data=np.asarray(arr))

@@ -28,7 +28,7 @@ import click
 import numpy as np
 
 from nn import data as datasets
-from nn.checkpoint import load_checkpoint
+from nn.checkpoint import jsonable, load_checkpoint
 from nn.losses import CrossEntropyLoss
 from nn.train import evaluate, fit
 
@@ -108,20 +108,6 @@ def profile_table(model, input_shape: tuple[int, ...]) -> tuple[str, list]:
     return summary_table(rows), rows
 
 
-def _jsonable(v):
-    if isinstance(v, dict):
-        return {str(k): _jsonable(e) for k, e in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [_jsonable(e) for e in v]
-    if dataclasses.is_dataclass(v) and not isinstance(v, type):
-        return _jsonable(dataclasses.asdict(v))
-    if isinstance(v, np.generic):
-        return v.item()
-    if isinstance(v, np.ndarray):
-        return v.tolist()
-    return v
-
-
 def run_training(cfg: TrainConfig, data_dir: str | None, run_dir: Path, resume: bool = False,
                  progress: bool = True) -> dict:
     """Train, evaluate, checkpoint and profile; writes results.json and summary.txt; returns the results."""
@@ -134,7 +120,7 @@ def run_training(cfg: TrainConfig, data_dir: str | None, run_dir: Path, resume: 
     click.echo(f"{cfg.model} ({model.num_parameters():,} parameters) on {cfg.dataset}: {len(train[1])} training / "
                f"{len(test[1])} test images {input_shape}, {cfg.epochs} epochs, batch {cfg.batch_size}, "
                f"{cfg.optimizer} lr {cfg.lr}; run folder {run_dir}")
-    meta = {"config": _jsonable(cfg), "dataset": cfg.dataset, "mean": mean.tolist(), "std": std.tolist()}
+    meta = {"config": jsonable(cfg), "dataset": cfg.dataset, "mean": mean.tolist(), "std": std.tolist()}
     augment = datasets.cifar_augment if cfg.augment else None
     t1 = time.perf_counter()
     history = fit(model, CrossEntropyLoss(), opt, train, cfg.epochs, cfg.batch_size, np.random.default_rng(cfg.seed),
@@ -143,9 +129,9 @@ def run_training(cfg: TrainConfig, data_dir: str | None, run_dir: Path, resume: 
     train_s = time.perf_counter() - t1
     test_loss, test_acc = evaluate(model, *test)
     table, rows = profile_table(model, input_shape)
-    results = {"config": _jsonable(cfg), "test_loss": test_loss, "test_acc": test_acc, "epochs": history,
+    results = {"config": jsonable(cfg), "test_loss": test_loss, "test_acc": test_acc, "epochs": history,
                "seconds": {"load_data": load_s, "train_and_eval": train_s},
-               "checkpoint": str(run_dir / "last.h5"), "profile": _jsonable(rows)}
+               "checkpoint": str(run_dir / "last.h5"), "profile": jsonable(rows)}
     (run_dir / "results.json").write_text(json.dumps(results, indent=1, default=str))
     (run_dir / "summary.txt").write_text(table + "\n")
     click.echo(table)
