@@ -529,6 +529,103 @@ def _depthwise_grad_w(go, x, dw, geo):
             dw[co, k] = s
 
 
+@njit
+def _ordered_sum(v):
+    """Sum of v in float64 in a fixed order that vectorises: 16 strided lane sums, then the lanes, then the tail."""
+    lanes = np.zeros(16)
+    nb = v.size // 16
+    for b in range(nb):
+        blk = v[b * 16:(b + 1) * 16]
+        for q in range(16):
+            lanes[q] += blk[q]
+    acc = 0.0
+    for q in range(16):
+        acc += lanes[q]
+    for t in range(nb * 16, v.size):
+        acc += v[t]
+    return acc
+
+
+@njit
+def _to_wide(src, top, left, pitch, dst):
+    """dst = zeros, then src (h, w) written at row top, column left of a row-major plane with row pitch."""
+    dst[:] = 0.0
+    for i in range(src.shape[0]):
+        d, r = dst[(i + top) * pitch + left:(i + top) * pitch + left + src.shape[1]], src[i]
+        for t in range(src.shape[1]):
+            d[t] = r[t]
+
+
+# Stride-1 depthwise on "wide" planes: with the input zero padded to (Hp, Wp) and the output kept at row pitch
+# Wp, tap (i, j) is one contiguous axpy over span = (Ho-1)*Wp + Wo elements at offset i*dh*Wp + j*dw (the
+# columns Wo.. Wp of the wide output are scratch). Sums run over the taps in the same order as the row kernels.
+@pjit(fastmath=_FMA)
+def _depthwise_forward_wide(x, weight, bias, y, geo):
+    N, Co, kH, kW, ph, pw, dh, dw, Ho, Wo, G = (geo.N, geo.Co, geo.kH, geo.kW, geo.ph, geo.pw, geo.dh, geo.dw,
+                                                geo.Ho, geo.Wo, geo.G)
+    M, Hp, Wp = Co // G, geo.H + 2 * ph, geo.W + 2 * pw
+    span = (Ho - 1) * Wp + Wo
+    for task in numba.prange(N * Co):
+        n, co = divmod(np.int64(task), Co)
+        xp = np.empty(Hp * Wp, x.dtype)
+        _to_wide(x[n, co // M], ph, pw, Wp, xp)
+        yw = np.empty(span, x.dtype)
+        yw[:] = bias[co]
+        for k in range(kH * kW):
+            w = weight[co, k]
+            xs = xp[(k // kW) * dh * Wp + (k % kW) * dw:]
+            for t in range(span):
+                yw[t] += w * xs[t]
+        for oh in range(Ho):
+            yrow, src = y[n, co, oh], yw[oh * Wp:oh * Wp + Wo]
+            for t in range(Wo):
+                yrow[t] = src[t]
+
+
+@pjit(fastmath=_FMA)
+def _depthwise_grad_x_wide(go, weight, dx, geo):
+    N, Ci, Co, kH, kW, ph, pw, dh, dw, Ho, Wo, G = (geo.N, geo.Ci, geo.Co, geo.kH, geo.kW, geo.ph, geo.pw, geo.dh,
+                                                    geo.dw, geo.Ho, geo.Wo, geo.G)
+    M, H, W, Hp, Wp = Co // G, geo.H, geo.W, geo.H + 2 * ph, geo.W + 2 * pw
+    span = (Ho - 1) * Wp + Wo
+    for task in numba.prange(N * Ci):
+        n, c = divmod(np.int64(task), Ci)
+        dxp = np.zeros(Hp * Wp, go.dtype)
+        gw = np.empty(Ho * Wp, go.dtype)
+        for co in range(c * M, (c + 1) * M):
+            _to_wide(go[n, co], 0, 0, Wp, gw)  # columns Wo.. stay zero
+            for k in range(kH * kW):
+                w = weight[co, k]
+                d = dxp[(k // kW) * dh * Wp + (k % kW) * dw:]
+                for t in range(span):
+                    d[t] += w * gw[t]
+        for ih in range(H):
+            drow, src = dx[n, c, ih], dxp[(ih + ph) * Wp + pw:(ih + ph) * Wp + pw + W]
+            for t in range(W):
+                drow[t] = src[t]
+
+
+@pjit(fastmath=_FMA)
+def _depthwise_grad_w_wide(go, x, dwt, geo):
+    N, Co, kH, kW, ph, pw, dh, dw, Ho, Wo, G = (geo.N, geo.Co, geo.kH, geo.kW, geo.ph, geo.pw, geo.dh, geo.dw,
+                                                geo.Ho, geo.Wo, geo.G)
+    M, Hp, Wp = Co // G, geo.H + 2 * ph, geo.W + 2 * pw
+    span = (Ho - 1) * Wp + Wo
+    for co in numba.prange(Co):
+        xp = np.empty(Hp * Wp, x.dtype)
+        gw = np.empty(Ho * Wp, x.dtype)
+        part = np.zeros((kH * kW, span), x.dtype)  # per tap, one partial sum per wide output position
+        for n in range(N):
+            _to_wide(x[n, co // M], ph, pw, Wp, xp)
+            _to_wide(go[n, co], 0, 0, Wp, gw)  # columns Wo.. stay zero
+            for k in range(kH * kW):
+                xs, pk = xp[(k // kW) * dh * Wp + (k % kW) * dw:], part[k]
+                for t in range(span):
+                    pk[t] += gw[t] * xs[t]
+        for k in range(kH * kW):
+            dwt[co, k] = _ordered_sum(part[k])
+
+
 def _geometry(x, weight, stride, padding, dilation, groups, out_hw) -> _Geo:
     return _Geo(*x.shape, *weight.shape, *stride, *padding, *dilation, *out_hw, groups)
 
@@ -567,7 +664,8 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     if y.size == 0:
         return y
     if Cig == 1:
-        _depthwise_forward(x, np.ascontiguousarray(weight.reshape(Co, K)), b, y, geo)  # (Co, kH*kW)
+        fwd = _depthwise_forward_wide if stride == (1, 1) else _depthwise_forward
+        fwd(x, np.ascontiguousarray(weight.reshape(Co, K)), b, y, geo)  # weight (Co, kH*kW)
         return y
     nmb = -(-M // _MR)
     Wp = np.zeros((G, nmb * _MR, K), x.dtype)
@@ -602,8 +700,9 @@ def conv2d_backward(grad_output, x, weight, stride=1, padding=0, dilation=1, gro
     if N * L == 0:
         return gx, gw.reshape(weight.shape), gb
     if Cig == 1:
-        _depthwise_grad_x(go, w2, gx, geo)
-        _depthwise_grad_w(go, x, gw, geo)
+        wide = stride == (1, 1)
+        (_depthwise_grad_x_wide if wide else _depthwise_grad_x)(go, w2, gx, geo)
+        (_depthwise_grad_w_wide if wide else _depthwise_grad_w)(go, x, gw, geo)
         return gx, gw.reshape(weight.shape), gb
     ncb = min(Cig, -(-_MIN_TASKS // (N * G)))
     _gemm_grad_x(go.reshape(N, Co, L), w2, gx, geo, ncb, _chunks(N * G * ncb))
