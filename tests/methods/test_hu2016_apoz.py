@@ -52,3 +52,16 @@ def test_trim_and_retrain_on_fashion_mnist(fmnist, base):
           f"params {dense.num_parameters()} -> {model.num_parameters()}; latency@64 {lat0:.2f} -> {lat1:.2f} ms")
     assert macs(model) < macs(dense) and model.num_parameters() < dense.num_parameters()
     assert acc1 >= acc0 - MAX_DROP
+
+
+def test_script_smoke(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from scripts.hu2016_apoz import main
+    res = CliRunner().invoke(main, ["--smoke", "--run-dir", str(tmp_path / "run")])
+    assert res.exit_code == 0, res.output
+    assert {"config.json", "results.json", "results.csv"} <= {p.name for p in (tmp_path / "run").iterdir()}
+    rows = json.loads((tmp_path / "run" / "results.json").read_text())["rows"]
+    assert len(rows) == 2 and rows[1]["params"] <= rows[0]["params"] and "apoz_mean_5" in rows[1]
