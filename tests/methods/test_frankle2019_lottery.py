@@ -50,3 +50,17 @@ def test_ticket_beats_random_reinit_at_90_percent(lenet300_baseline, fmnist):
         accs[kind] = evaluate(model, fmnist.x_test, fmnist.y_test)[1]
     print(f"lottery: {accs}")
     assert accs["ticket"] > accs["random"]
+
+
+def test_script_smoke(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from scripts.frankle2019_lottery import main
+    res = CliRunner().invoke(main, ["--smoke", "--run-dir", str(tmp_path)])
+    assert res.exit_code == 0, res.output + repr(res.exception)
+    for f in ("config.json", "results.json"):
+        assert (tmp_path / f).is_file(), f
+    r = json.loads((tmp_path / "results.json").read_text())
+    assert r["sparsity"] >= 0.9 and set(r["test_acc"]) == {"dense", "ticket", "random_reinit"}
