@@ -4,14 +4,24 @@ Run: ``env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python -m benchmar
 gives numpy its strong SkylakeX/AVX-512 sgemm where the CPU has it; the printed BLAS line says which kernel ran).
 float32, 2 threads everywhere, median of warmed-up repeats. Ratios are time / torch-best, where torch-best is
 the faster of NCHW and channels_last (for backward: dx + dW through autograd, also the faster layout).
+
+On an oversubscribed machine wall-clock medians of 2-thread runs mostly measure the scheduler; then also run
+``python -m benchmarks.bench_conv --threads 1 --cpu-time`` (1 thread for numba, torch and BLAS; CPU seconds of the
+process via time.process_time, so time spent descheduled does not count).
 """
 from __future__ import annotations
 
+import argparse
+import functools
+import time
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
+from threadpoolctl import threadpool_limits
 
-from benchmarks.common import environment, table, timeit, torch_threads
-from kernels._config import get_num_threads
+from benchmarks.common import environment, table, torch_threads
+from benchmarks.common import timeit as _timeit
+from kernels._config import get_num_threads, set_num_threads
 from kernels.conv import conv2d, conv2d_backward
 
 # name: (N, C, H, W, K, k, s, p, d, g), as in PERFORMANCE.md 3.2
@@ -45,7 +55,7 @@ def im2col_conv(x, w, b, s, p, d, g):
     return y.reshape(N, Co, Ho, Wo)
 
 
-def bench_layer(name, spec, torch, rng):
+def bench_layer(name, spec, torch, rng, timeit=_timeit):
     N, C, H, W, K, k, s, p, d, g = spec
     x = rng.standard_normal((N, C, H, W)).astype(np.float32)
     w = (rng.standard_normal((K, C // g, k, k)) / np.sqrt(C // g * k * k)).astype(np.float32)
@@ -80,11 +90,16 @@ def bench_layer(name, spec, torch, rng):
     return row
 
 
-def main(layers=None) -> list[dict]:
-    torch = torch_threads(2)
+def main(layers=None, threads: int = 2, cpu_time: bool = False) -> list[dict]:
+    """Print and return the table; ``threads`` for numba, torch and BLAS; ``cpu_time`` times CPU seconds."""
+    torch = torch_threads(threads)
+    set_num_threads(threads)
     rng = np.random.default_rng(0)
-    print(environment(), f"| numba threads in use: {get_num_threads()}")
-    rows = [bench_layer(name, LAYERS[name], torch, rng) for name in (layers or LAYERS)]
+    timeit = functools.partial(_timeit, clock=time.process_time) if cpu_time else _timeit
+    print(environment(), f"| threads: numba {get_num_threads()}, torch {torch.get_num_threads()}, BLAS {threads}"
+          f" | clock: {'process CPU time' if cpu_time else 'wall'}")
+    with threadpool_limits(threads):
+        rows = [bench_layer(name, LAYERS[name], torch, rng, timeit) for name in (layers or LAYERS)]
     dense = [r["fwd / torch-best"] for r in rows if r["layer"] in DENSE]
     if dense:
         print(f"forward geomean / torch-best over dense layers: {np.exp(np.mean(np.log(dense))):.2f}x")
@@ -96,4 +111,9 @@ def main(layers=None) -> list[dict]:
 
 
 if __name__ == "__main__":
-    main()
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--cpu-time", action="store_true", help="time CPU seconds (use with --threads 1)")
+    ap.add_argument("--layers", nargs="*", choices=list(LAYERS), help="default: all")
+    a = ap.parse_args()
+    main(a.layers, a.threads, a.cpu_time)
