@@ -329,25 +329,22 @@ def deploy_sparse(model: Module, inplace: bool = False, min_sparsity: float = 0.
     """Replace masked (or zero-heavy) ``Linear``/``Conv2d`` layers by ``SparseLinear``/``SparseConv2d``.
 
     Each layer whose weight sparsity is > ``min_sparsity`` is swapped for ``Sparse*.from_dense(layer)`` in its
-    parent container, under the same child name, so parameter names do not change. Returns the new model
-    (a deep copy unless ``inplace``).
+    parent container, under the same child name (the CSR arrays become buffers ``<layer>.weight_data`` etc.).
+    Grouped/depthwise convolutions stay dense. Returns the new model (a deep copy unless ``inplace``).
     """
-    from nn.sparse import SparseLinear
-
+    from nn.conv import Conv2d
     from nn.linear import Linear
-    try:
-        from nn.sparse import SparseConv2d
+    from nn.sparse import SparseConv2d, SparseLinear
 
-        from nn.conv import Conv2d
-        pairs = [(Linear, SparseLinear), (Conv2d, SparseConv2d)]
-    except ImportError:  # conv layer or its sparse twin not available: only Linear layers are converted
-        pairs = [(Linear, SparseLinear)]
+    pairs = [(Linear, SparseLinear), (Conv2d, SparseConv2d)]
     out = model if inplace else copy.deepcopy(model)
     for _, parent in list(out.named_modules()):
         for child_name, child in list(parent._modules.items()):
             for dense_cls, sparse_cls in pairs:
                 if type(child) is dense_cls:
                     w = child.weight
+                    if getattr(child, "groups", 1) != 1:  # SparseConv2d is groups=1 only: leave it dense
+                        break
                     if 1.0 - np.count_nonzero(w) / w.size > min_sparsity:
                         setattr(parent, child_name, sparse_cls.from_dense(child))
                     break

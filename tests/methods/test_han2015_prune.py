@@ -68,8 +68,11 @@ def test_lenet300_10x_within_one_point_and_sparse_deploy_is_faster(lenet300_base
     assert sum(isinstance(m, SparseLinear) for m in sparse.modules()) == 3
     x = fmnist.x_test[:64]
     assert_close("sparse vs masked dense", sparse(x), model(x), np.float32)
-    t_dense = model_latency(model, x)["median_ms"]
-    t_sparse = model_latency(sparse, x)["median_ms"]
+    # best of three medians each, alternating, so that a burst of load on the shared machine hits both
+    t_dense, t_sparse = float("inf"), float("inf")
+    for _ in range(3):
+        t_dense = min(t_dense, model_latency(model, x)["median_ms"])
+        t_sparse = min(t_sparse, model_latency(sparse, x)["median_ms"])
     print(f"latency batch 64: dense {t_dense:.3f} ms, sparse {t_sparse:.3f} ms")
     assert t_sparse < t_dense
 

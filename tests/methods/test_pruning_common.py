@@ -184,3 +184,15 @@ def test_baseline_fixture_is_trained(lenet300_baseline, fmnist):
     assert evaluate(m, fmnist.x_test, fmnist.y_test)[1] == lenet300_baseline.test_acc
     m0 = lenet300_baseline.build_init()
     assert evaluate(m0, fmnist.x_test[:2000], fmnist.y_test[:2000])[1] < 0.5
+
+
+def test_deploy_sparse_swaps_masked_layers_and_matches(rng):
+    from nn.sparse import SparseLinear
+    from tests.helpers import assert_close
+    model = tiny(np.float64)
+    common.apply_masks(model, {"0.weight": common.magnitude_mask(dict(model.named_parameters())["0.weight"], 0.7)})
+    sparse = common.deploy_sparse(model, min_sparsity=0.5)
+    assert isinstance(sparse[0], SparseLinear) and isinstance(sparse[2], Linear)  # 2 is dense: not converted
+    assert isinstance(model[0], Linear)  # a copy unless inplace
+    x = rng.standard_normal((4, 6))
+    assert_close("deployed vs masked dense", sparse(x), model(x), np.float64)
