@@ -30,9 +30,9 @@ def test_rewind_restores_initial_weights_under_the_mask():
 
 @pytest.mark.slow
 def test_ticket_beats_random_reinit_at_90_percent(lenet300_baseline, fmnist):
+    from nn.models import build
     from nn.optim import SGD
     from nn.train import evaluate
-    from tests.methods.conftest import build_model
 
     trained = lenet300_baseline.build()  # steps 1-2: theta_0 trained by the shared fixture
     masks = lt.prune_masks(trained, KEEP)  # step 3, one shot
@@ -43,7 +43,8 @@ def test_ticket_beats_random_reinit_at_90_percent(lenet300_baseline, fmnist):
         if kind == "ticket":
             lt.rewind(model, lenet300_baseline.init_state, masks)  # step 4
         else:
-            lt.random_reinit(model, build_model(lenet300_baseline.arch, seed=1000), masks)  # theta'_0 ~ D_theta
+            fresh = build(lenet300_baseline.arch, rng=np.random.default_rng(1000))  # theta'_0 ~ D_theta
+            lt.random_reinit(model, fresh, masks)
         opt = SGD(model, lr=0.01, momentum=0.9, weight_decay=1e-4)
         common.train_epochs(model, opt, fmnist.x_train, fmnist.y_train, 1, 64, np.random.default_rng(1))
         assert common.sparsity_stats(model)[-1]["sparsity"] >= 0.90
