@@ -12,7 +12,7 @@ Fast path, per group g (K = Ci/G*kH*kW reduction, L = Ho*Wo, M = Co/G):
 all three through one register-tiled micro-kernel ``_micro`` (an MR x NR block of C = A^T B over packed
 panels A (k, MR) and B (k, NR), accumulators in an alloca that LLVM keeps in vector registers). im2col
 panels are packed per task into per-task buffers and never materialised whole. Layers with one input
-channel per group (depthwise) use direct loops instead. Every output element is computed by one task in a
+channel per group and equal strides (depthwise) use direct loops on zero-padded planes instead. Every output element is computed by one task in a
 fixed order, so results do not depend on the number of threads.
 """
 from __future__ import annotations
@@ -444,92 +444,6 @@ def _gemm_grad_w(go, x, dw, geo, lc, nsb):
 
 
 @njit
-def _rows(off_h, geo):
-    """Output rows [lo, hi) whose input row oh*sh + off_h is inside x."""
-    H, sh, Ho = geo.H, geo.sh, geo.Ho
-    lo = 0 if off_h >= 0 else (-off_h + sh - 1) // sh
-    hi = min(Ho, (H - 1 - off_h) // sh + 1) if H - 1 - off_h >= 0 else 0
-    return lo, max(lo, hi)
-
-
-@pjit(fastmath=_FMA)
-def _depthwise_forward(x, weight, bias, y, geo):
-    """One input channel per group: y[n, co] = bias + sum_taps w * shifted x[n, co // M]; tasks (n, co)."""
-    N, Co, kH, kW, sh, sw, G = geo.N, geo.Co, geo.kH, geo.kW, geo.sh, geo.sw, geo.G
-    M = Co // G
-    for task in numba.prange(N * Co):
-        n, co = divmod(np.int64(task), Co)
-        yc, xc = y[n, co], x[n, co // M]  # (Ho, Wo), (H, W)
-        yc[:, :] = bias[co]
-        for k in range(kH * kW):
-            _, off_h, off_w, ow_lo, ow_hi = _tap(k, geo)
-            w = weight[co, k]
-            lo, hi = _rows(off_h, geo)
-            for oh in range(lo, hi):
-                yv, xrow = yc[oh, ow_lo:ow_hi], xc[oh * sh + off_h]
-                if sw == 1:
-                    xv = xrow[ow_lo + off_w:ow_hi + off_w]
-                    for t in range(ow_hi - ow_lo):
-                        yv[t] += w * xv[t]
-                else:
-                    for t in range(ow_hi - ow_lo):
-                        yv[t] += w * xrow[(ow_lo + t) * sw + off_w]
-
-
-@pjit(fastmath=_FMA)
-def _depthwise_grad_x(go, weight, dx, geo):
-    """dx[n, c] = sum over the group's outputs and taps of w * go scattered back; tasks (n, c)."""
-    N, Ci, Co, kH, kW, sh, sw, G = geo.N, geo.Ci, geo.Co, geo.kH, geo.kW, geo.sh, geo.sw, geo.G
-    M = Co // G
-    for task in numba.prange(N * Ci):
-        n, c = divmod(np.int64(task), Ci)
-        dxc = dx[n, c]  # (H, W)
-        for co in range(c * M, (c + 1) * M):
-            gc = go[n, co]  # (Ho, Wo)
-            for k in range(kH * kW):
-                _, off_h, off_w, ow_lo, ow_hi = _tap(k, geo)
-                w = weight[co, k]
-                lo, hi = _rows(off_h, geo)
-                for oh in range(lo, hi):
-                    gv, dxrow = gc[oh, ow_lo:ow_hi], dxc[oh * sh + off_h]
-                    if sw == 1:
-                        dv = dxrow[ow_lo + off_w:ow_hi + off_w]
-                        for t in range(ow_hi - ow_lo):
-                            dv[t] += w * gv[t]
-                    else:
-                        for t in range(ow_hi - ow_lo):
-                            dxrow[(ow_lo + t) * sw + off_w] += w * gv[t]
-
-
-@pjit(fastmath=_FMA)
-def _depthwise_grad_w(go, x, dw, geo):
-    """dW[co, k] = sum_{n, oh, ow} go * x: a vector of Wo partial sums, then one ordered sum; tasks co."""
-    N, Co, kH, kW, sh, sw, Wo, G = geo.N, geo.Co, geo.kH, geo.kW, geo.sh, geo.sw, geo.Wo, geo.G
-    M = Co // G
-    for co in numba.prange(Co):
-        part = np.empty(Wo, go.dtype)
-        for k in range(kH * kW):
-            _, off_h, off_w, ow_lo, ow_hi = _tap(k, geo)
-            lo, hi = _rows(off_h, geo)
-            part[:] = 0.0
-            for n in range(N):
-                gc, xc = go[n, co], x[n, co // M]
-                for oh in range(lo, hi):
-                    gv, xrow = gc[oh, ow_lo:ow_hi], xc[oh * sh + off_h]
-                    if sw == 1:
-                        xv = xrow[ow_lo + off_w:ow_hi + off_w]
-                        for t in range(ow_hi - ow_lo):
-                            part[t] += gv[t] * xv[t]
-                    else:
-                        for t in range(ow_hi - ow_lo):
-                            part[t] += gv[t] * xrow[(ow_lo + t) * sw + off_w]
-            s = 0.0  # float64 running sum over the Wo partials, in a fixed order
-            for ow in range(Wo):
-                s += part[ow]
-            dw[co, k] = s
-
-
-@njit
 def _ordered_sum(v):
     """Sum of v in float64 in a fixed order that vectorises: 16 strided lane sums, then the lanes, then the tail."""
     lanes = np.zeros(16)
@@ -556,14 +470,15 @@ def _to_wide(src, top, left, pitch, dst):
             d[t] = r[t]
 
 
-# Stride-1 depthwise on "wide" planes: with the input zero padded to (Hp, Wp) and the output kept at row pitch
-# Wp, tap (i, j) is one contiguous axpy over span = (Ho-1)*Wp + Wo elements at offset i*dh*Wp + j*dw (the
-# columns Wo.. Wp of the wide output are scratch). Sums run over the taps in the same order as the row kernels.
+# Depthwise (one input channel per group, sh = sw = s) on "wide" planes: with the input zero padded to (Hp, Wp)
+# and the output kept at row pitch Wp, output position p = oh*Wp + ow reads input s*p + i*dh*Wp + j*dw for tap
+# (i, j), so each tap is one axpy over span = (Ho-1)*Wp + Wo positions (contiguous when s = 1; the columns
+# Wo.. Wp of the wide output are scratch). Each output sums the taps in (i, j) order.
 @pjit(fastmath=_FMA)
 def _depthwise_forward_wide(x, weight, bias, y, geo):
     N, Co, kH, kW, ph, pw, dh, dw, Ho, Wo, G = (geo.N, geo.Co, geo.kH, geo.kW, geo.ph, geo.pw, geo.dh, geo.dw,
                                                 geo.Ho, geo.Wo, geo.G)
-    M, Hp, Wp = Co // G, geo.H + 2 * ph, geo.W + 2 * pw
+    M, Hp, Wp, s = Co // G, geo.H + 2 * ph, geo.W + 2 * pw, geo.sh
     span = (Ho - 1) * Wp + Wo
     for task in numba.prange(N * Co):
         n, co = divmod(np.int64(task), Co)
@@ -574,8 +489,12 @@ def _depthwise_forward_wide(x, weight, bias, y, geo):
         for k in range(kH * kW):
             w = weight[co, k]
             xs = xp[(k // kW) * dh * Wp + (k % kW) * dw:]
-            for t in range(span):
-                yw[t] += w * xs[t]
+            if s == 1:
+                for t in range(span):
+                    yw[t] += w * xs[t]
+            else:
+                for t in range(span):
+                    yw[t] += w * xs[s * t]
         for oh in range(Ho):
             yrow, src = y[n, co, oh], yw[oh * Wp:oh * Wp + Wo]
             for t in range(Wo):
@@ -586,7 +505,7 @@ def _depthwise_forward_wide(x, weight, bias, y, geo):
 def _depthwise_grad_x_wide(go, weight, dx, geo):
     N, Ci, Co, kH, kW, ph, pw, dh, dw, Ho, Wo, G = (geo.N, geo.Ci, geo.Co, geo.kH, geo.kW, geo.ph, geo.pw, geo.dh,
                                                     geo.dw, geo.Ho, geo.Wo, geo.G)
-    M, H, W, Hp, Wp = Co // G, geo.H, geo.W, geo.H + 2 * ph, geo.W + 2 * pw
+    M, H, W, Hp, Wp, s = Co // G, geo.H, geo.W, geo.H + 2 * ph, geo.W + 2 * pw, geo.sh
     span = (Ho - 1) * Wp + Wo
     for task in numba.prange(N * Ci):
         n, c = divmod(np.int64(task), Ci)
@@ -597,8 +516,12 @@ def _depthwise_grad_x_wide(go, weight, dx, geo):
             for k in range(kH * kW):
                 w = weight[co, k]
                 d = dxp[(k // kW) * dh * Wp + (k % kW) * dw:]
-                for t in range(span):
-                    d[t] += w * gw[t]
+                if s == 1:
+                    for t in range(span):
+                        d[t] += w * gw[t]
+                else:
+                    for t in range(span):
+                        d[s * t] += w * gw[t]
         for ih in range(H):
             drow, src = dx[n, c, ih], dxp[(ih + ph) * Wp + pw:(ih + ph) * Wp + pw + W]
             for t in range(W):
@@ -609,7 +532,7 @@ def _depthwise_grad_x_wide(go, weight, dx, geo):
 def _depthwise_grad_w_wide(go, x, dwt, geo):
     N, Co, kH, kW, ph, pw, dh, dw, Ho, Wo, G = (geo.N, geo.Co, geo.kH, geo.kW, geo.ph, geo.pw, geo.dh, geo.dw,
                                                 geo.Ho, geo.Wo, geo.G)
-    M, Hp, Wp = Co // G, geo.H + 2 * ph, geo.W + 2 * pw
+    M, Hp, Wp, s = Co // G, geo.H + 2 * ph, geo.W + 2 * pw, geo.sh
     span = (Ho - 1) * Wp + Wo
     for co in numba.prange(Co):
         xp = np.empty(Hp * Wp, x.dtype)
@@ -620,8 +543,12 @@ def _depthwise_grad_w_wide(go, x, dwt, geo):
             _to_wide(go[n, co], 0, 0, Wp, gw)  # columns Wo.. stay zero
             for k in range(kH * kW):
                 xs, pk = xp[(k // kW) * dh * Wp + (k % kW) * dw:], part[k]
-                for t in range(span):
-                    pk[t] += gw[t] * xs[t]
+                if s == 1:
+                    for t in range(span):
+                        pk[t] += gw[t] * xs[t]
+                else:
+                    for t in range(span):
+                        pk[t] += gw[t] * xs[s * t]
         for k in range(kH * kW):
             dwt[co, k] = _ordered_sum(part[k])
 
@@ -663,9 +590,8 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     y = np.empty((N, Co, Ho, Wo), x.dtype)
     if y.size == 0:
         return y
-    if Cig == 1:
-        fwd = _depthwise_forward_wide if stride == (1, 1) else _depthwise_forward
-        fwd(x, np.ascontiguousarray(weight.reshape(Co, K)), b, y, geo)  # weight (Co, kH*kW)
+    if Cig == 1 and stride[0] == stride[1]:
+        _depthwise_forward_wide(x, np.ascontiguousarray(weight.reshape(Co, K)), b, y, geo)  # weight (Co, kH*kW)
         return y
     nmb = -(-M // _MR)
     Wp = np.zeros((G, nmb * _MR, K), x.dtype)
@@ -699,10 +625,9 @@ def conv2d_backward(grad_output, x, weight, stride=1, padding=0, dilation=1, gro
     gb = go.sum(axis=(0, 2, 3))  # (Co,)
     if N * L == 0:
         return gx, gw.reshape(weight.shape), gb
-    if Cig == 1:
-        wide = stride == (1, 1)
-        (_depthwise_grad_x_wide if wide else _depthwise_grad_x)(go, w2, gx, geo)
-        (_depthwise_grad_w_wide if wide else _depthwise_grad_w)(go, x, gw, geo)
+    if Cig == 1 and stride[0] == stride[1]:
+        _depthwise_grad_x_wide(go, w2, gx, geo)
+        _depthwise_grad_w_wide(go, x, gw, geo)
         return gx, gw.reshape(weight.shape), gb
     ncb = min(Cig, -(-_MIN_TASKS // (N * G)))
     _gemm_grad_x(go.reshape(N, Co, L), w2, gx, geo, ncb, _chunks(N * G * ncb))

@@ -21,6 +21,7 @@ CASES = {
     "depthwise": (2, 5, 8, 6, 5, 3, 3, 1, 1, 1, 5),
     "depthwise_mult2_stride2": (2, 4, 7, 7, 8, 3, 3, 2, 1, 1, 4),
     "depthwise_dilated_strided": (1, 3, 9, 9, 3, 3, 3, 2, 2, 2, 3),
+    "depthwise_unequal_strides": (2, 4, 9, 8, 4, 3, 3, (2, 1), 1, 1, 4),  # GEMM path with one channel per group
     "batch1": (1, 8, 6, 6, 8, 3, 3, 1, 1, 1, 1),
     "1x1": (3, 16, 5, 4, 7, 1, 1, 1, 0, 1, 1),
     "stride_gt_kernel": (2, 3, 11, 11, 4, 2, 2, 3, 0, 1, 1),
@@ -61,7 +62,8 @@ def test_against_torch(name, dtype, rng, torch):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("name", ["dilation_pairs", "groups3", "depthwise_mult2_stride2", "reduction_chunks"])
+@pytest.mark.parametrize("name", ["dilation_pairs", "groups3", "depthwise_mult2_stride2", "depthwise_unequal_strides",
+                                  "reduction_chunks"])
 def test_fast_matches_reference(name, dtype, rng):
     x, w, b, kw = _arrays(CASES[name], dtype, rng)
     assert_close("forward", conv2d(x, w, b, **kw), conv2d_ref(x, w, b, **kw), dtype)
