@@ -43,6 +43,11 @@ class _SparseBase(Module):
         """Bytes of the arrays really stored: the sum of the buffers' ``nbytes``."""
         return int(sum(np.asarray(b).nbytes for b in self._buffers.values()))
 
+    def macs(self, in_shape, out_shape) -> int:
+        """Multiply-adds the sparse kernel really does: nonzeros x output positions (``nn.profile`` rule)."""
+        positions = int(np.prod(out_shape)) // max(self.weight_shape[0], 1)  # N*Ho*Wo (conv) or N (linear)
+        return self.nnz() * positions
+
     def backward(self, grad_output: np.ndarray) -> np.ndarray:
         raise RuntimeError(f"{type(self).__name__} is a deployed inference-only layer and has no backward; "
                            "fine-tune the dense masked layer instead and convert it again")

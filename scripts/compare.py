@@ -45,6 +45,7 @@ class DemoData:
     x_test: np.ndarray
     y_test: np.ndarray
     input_shape: tuple[int, ...]
+    theta0: dict | None = None  # the baseline's initial weights (lottery-ticket rewinding)
     quick: bool = False      # smoke budgets (tests)
     full: bool = False       # longer budgets (--full)
 
@@ -83,9 +84,67 @@ def _li2017(model, data, rng):
     return model
 
 
+def _retrain(model, data, rng, epochs: float = 1, lr: float = 0.005):
+    from methods.pruning.common import train_epochs
+    from nn.optim import SGD
+    x, y = data.subset(20000)
+    train_epochs(model, SGD(model, lr=lr, momentum=0.9, weight_decay=5e-4), x, y, data.epochs(epochs), 64, rng)
+    return model
+
+
+def _dns(model, data, rng):
+    from methods.pruning.guo2016_dns import DNSCfg, surgery
+    x, y = data.subset(20000)
+    # c of t = mean|W| + c std|W| per layer: conv layers gently, the 400K-weight fc1 hard (Guo et al. Table 1)
+    surgery(model, x, y, DNSCfg(c={"0.weight": -0.3, "2.weight": 0.4, "5.weight": 1.0, "7.weight": 0.3},
+                                epochs=data.epochs(1)), rng)
+    return model
+
+
+def _lottery(model, data, rng):
+    from methods.pruning.frankle2019_lottery import find_ticket, rewind
+    if data.theta0 is None:
+        raise ValueError("the lottery ticket needs the baseline's initial weights (DemoData.theta0)")
+    trained = model
+    x, y = data.subset(20000)
+    keep = {"0.weight": 0.5, "2.weight": 0.2, "5.weight": 0.1, "7.weight": 0.3}
+    rewind(trained, data.theta0, {})
+    find_ticket(trained, data.theta0, x, y, keep, rounds=2, epochs=data.epochs(1), rng=rng)
+    return _retrain(trained, data, rng, 2, lr=0.01)
+
+
+def _thinet(model, data, rng):
+    from methods.pruning.luo2017_thinet import thinet_prune
+    x, _ = data.subset(2000)
+    thinet_prune(model, "0", x[:500], 0.5, data.input_shape, rng=rng)
+    return _retrain(model, data, rng)
+
+
+def _he2017(model, data, rng):
+    from methods.pruning.he2017_channelprune import channel_prune
+    x, _ = data.subset(2000)
+    channel_prune(model, "0", x[:500], 0.5, data.input_shape, rng=rng)
+    return _retrain(model, data, rng)
+
+
+def _apoz(model, data, rng):
+    from methods.pruning.hu2016_apoz import trim
+    x, _ = data.subset(2000)
+    trim(model, ["5"], x, data.input_shape, k_std=0.0)  # fc1 is the only layer followed by a ReLU
+    return _retrain(model, data, rng)
+
+
 METHODS: list[tuple[str, str, Callable]] = [
     ("han2015_prune", "", _han2015),
+    ("guo2016_dns", "", _dns),
+    ("frankle2019_lottery", "", _lottery),
     ("li2017_l1filter", "", _li2017),
+    ("luo2017_thinet", "", _thinet),
+    ("he2017_channelprune", "", _he2017),
+    ("hu2016_apoz", "", _apoz),
+    ("lecun1989_obd", "mlp", None),
+    ("hassibi1993_obs", "mlp", None),
+    ("liu2017_slimming", "batchnorm", None),
 ]
 
 
@@ -168,9 +227,9 @@ def compare(baseline_model: Module, data: DemoData, run_dir: Path, seed: int = 0
     echo(f"baseline: test accuracy {100 * base['test_acc']:.2f}%")
     has_bn = any(type(m).__name__.startswith("BatchNorm") for m in baseline_model.modules())
     for i, (name, needs, fn) in enumerate(methods):
-        if needs == "batchnorm" and not has_bn:
-            rows.append({"method": name, "paper": name, "kind": "-", "note": "needs BatchNorm; LeNet-5 has none "
-                         f"(see python -m scripts.{name})"})
+        if (needs == "batchnorm" and not has_bn) or needs == "mlp":
+            why = "needs BatchNorm; LeNet-5 has none" if needs == "batchnorm" else "second-order pass for MLPs only"
+            rows.append({"method": name, "paper": name, "kind": "-", "note": f"{why}: run python -m scripts.{name}"})
             continue
         t = time.perf_counter()
         try:
