@@ -52,11 +52,13 @@ SMOKE = {"n_train": 1000, "n_val": 200, "n_calib": 300, "n_test": 500, "epochs":
 @click.option("--seed", default=Defaults.seed, show_default=True)
 @click.option("--run-dir", default=None, help="default: runs/he2018_amc-<timestamp>")
 @click.option("--smoke", is_flag=True, help="seconds-long run on a data subset")
+@click.option("--n-train", default=Defaults.n_train, show_default=True, help="first N training images")
+@click.option("--epochs", default=Defaults.epochs, show_default=True, help="baseline training epochs")
 @click.option("--arch", default=Defaults.arch, show_default=True, help="lenet_300_100 or lenet5")
 @click.option("--budget", default=Defaults.budget, show_default=True, help="fraction of MACs kept")
 @click.option("--episodes", default=amc.SearchCfg.episodes, show_default=True)
-def main(dataset, data_dir, seed, run_dir, smoke, arch, budget, episodes):
-    cfg = replace(Defaults(), seed=seed, arch=arch, budget=budget,
+def main(dataset, data_dir, seed, run_dir, smoke, n_train, epochs, arch, budget, episodes):
+    cfg = replace(Defaults(), seed=seed, n_train=n_train, epochs=epochs, arch=arch, budget=budget,
                   search=amc.SearchCfg(episodes=episodes))
     cfg = replace(cfg, **SMOKE) if smoke else cfg
     out = run.run_dir_for("he2018_amc", run_dir)

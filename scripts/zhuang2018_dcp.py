@@ -51,8 +51,10 @@ SMOKE = {"n_train": 1000, "n_select": 500, "n_test": 500, "epochs": 1, "step": 3
 @click.option("--seed", default=Defaults.seed, show_default=True)
 @click.option("--run-dir", default=None, help="default: runs/zhuang2018_dcp-<timestamp>")
 @click.option("--smoke", is_flag=True, help="seconds-long run on a data subset")
-def main(dataset, data_dir, seed, run_dir, smoke):
-    cfg = replace(Defaults(), seed=seed, **(SMOKE if smoke else {}))
+@click.option("--n-train", default=Defaults.n_train, show_default=True, help="first N training images")
+@click.option("--epochs", default=Defaults.epochs, show_default=True, help="baseline training epochs")
+def main(dataset, data_dir, seed, run_dir, smoke, n_train, epochs):
+    cfg = replace(Defaults(), **{"seed": seed, "n_train": n_train, "epochs": epochs, **(SMOKE if smoke else {})})
     out = run.run_dir_for("zhuang2018_dcp", run_dir)
     xtr, ytr, xte, yte = run.load_data(dataset, data_dir, cfg.n_train, cfg.n_test)
     shape = xtr.shape[1:]
