@@ -1,7 +1,7 @@
 """Reproduce Deep LDA-pruned nets (Tian et al. 2017) at Fashion-MNIST scale, on a 2-class task.
 
     python -m scripts.tian2017_ldaprune --seed 0                           # LeNet-5, 60k training images
-    python -m scripts.tian2017_ldaprune --seed 0 --n-train 12000 --epochs 2   # the run in papers/
+    python -m scripts.tian2017_ldaprune --seed 0 --n-train 6000 --epochs 2    # the run in papers/
     python -m scripts.tian2017_ldaprune --smoke
 
 Data: Fashion-MNIST; the task is one pair of classes (``--pair``, default Pullover vs Coat), standing in for
