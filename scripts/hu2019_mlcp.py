@@ -1,7 +1,7 @@
 """Reproduce multi-loss-aware channel pruning (Hu et al. 2019) at Fashion-MNIST scale.
 
     python -m scripts.hu2019_mlcp --seed 0                            # LeNet-5, 60k training images
-    python -m scripts.hu2019_mlcp --seed 0 --n-train 12000 --epochs 2   # the run in papers/hu2019_mlcp.md
+    python -m scripts.hu2019_mlcp --seed 0 --n-train 6000 --epochs 2    # the run in papers/hu2019_mlcp.md
     python -m scripts.hu2019_mlcp --smoke
 
 Data: Fashion-MNIST. Steps: train the baseline; prune ``ratio`` of the filters of conv ``layer`` twice from
