@@ -76,6 +76,13 @@ def write_results(run_dir: Path, cfg, rows: list[dict], extra: dict | None = Non
         w.writerows(rows)
 
 
+def echo_rows(rows: list[dict], out: Path) -> None:
+    import click
+    for r in rows:
+        click.echo(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items()))
+    click.echo(f"results in {out}")
+
+
 def relative_error(model: Module, ref: Module, layer: str, x) -> float:
     """||y - y_ref||^2 / ||y_ref||^2 of ``layer``'s output on x (the next-layer reconstruction error)."""
     from methods.pruning.surgery import capture
@@ -87,8 +94,6 @@ def reconstruction_experiment(paper_id: str, cfg, methods: dict, dataset: str, d
     """Train a baseline, then prune layer ``cfg.layer`` with each of ``methods`` ({name: fn(model, x_sample) ->
     pruned model}) at the same ratio: next-layer reconstruction error, accuracy before/after fine-tuning."""
     import copy
-
-    import click
 
     from methods.pruning.surgery import next_consumer
     out = run_dir_for(paper_id, run_dir)
@@ -107,7 +112,5 @@ def reconstruction_experiment(paper_id: str, cfg, methods: dict, dataset: str, d
         train(pruned, xtr, ytr, cfg.finetune_epochs, cfg.finetune_lr, cfg.seed + 1)
         rows.append({"model": f"{name}, fine-tuned", **measures(pruned, shape, xte, yte, latency=not smoke)})
     write_results(out, cfg, rows, {"layer": cfg.layer, "next_layer": nxt})
-    for r in rows:
-        click.echo(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items()))
-    click.echo(f"results in {out}")
+    echo_rows(rows, out)
     return rows

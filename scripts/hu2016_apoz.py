@@ -67,9 +67,7 @@ def main(dataset, data_dir, seed, run_dir, smoke, n_train, epochs):
         rows.append({"model": f"pass {p + 1}, retrained", **stats, **kept,
                      **run.measures(model, shape, xte, yte, latency=not smoke)})
     run.write_results(out, cfg, rows)
-    for r in rows:
-        click.echo(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items()))
-    click.echo(f"results in {out}")
+    run.echo_rows(rows, out)
 
 
 if __name__ == "__main__":

@@ -78,9 +78,7 @@ def main(dataset, data_dir, seed, run_dir, smoke, arch, ratio, n_train, epochs):
     run.train(pruned, xtr, ytr, cfg.finetune_epochs, cfg.finetune_lr, cfg.seed + 1)
     rows.append({"model": "L1, retrained", **run.measures(pruned, shape, xte, yte, latency=not smoke)})
     run.write_results(out, cfg, rows, {"sensitivity": sens, "ratios": ratios})
-    for r in rows:
-        click.echo(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items()))
-    click.echo(f"results in {out}")
+    run.echo_rows(rows, out)
 
 
 if __name__ == "__main__":

@@ -92,9 +92,7 @@ def main(dataset, data_dir, seed, run_dir, smoke, arch, lam, percent, n_train, e
             rows.append({"model": f"{tag}, slimmed, fine-tuned", **run.measures(slim, shape, xte, yte,
                                                                                 latency=not smoke)})
     run.write_results(out, cfg, rows, extra)
-    for r in rows:
-        click.echo(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items()))
-    click.echo(f"results in {out}")
+    run.echo_rows(rows, out)
 
 
 if __name__ == "__main__":

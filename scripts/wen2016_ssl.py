@@ -82,9 +82,7 @@ def main(dataset, data_dir, seed, run_dir, smoke, lam, n_train, epochs):
                      + (100 - len(plan.get("3", range(100)))),
                      **run.measures(slim, shape, xte, yte, latency=not smoke)})
     run.write_results(out, cfg, rows)
-    for r in rows:
-        click.echo(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in r.items()))
-    click.echo(f"results in {out}")
+    run.echo_rows(rows, out)
 
 
 if __name__ == "__main__":

@@ -10,8 +10,9 @@ import pytest
 
 from methods.pruning.li2017_l1filter import prune_filters
 from methods.pruning.luo2017_thinet import contributions, greedy_removal, least_squares_scales, thinet_prune
-from methods.pruning.surgery import capture, conv_patches
+from methods.pruning.surgery import conv_patches
 from nn.conv import Conv2d
+from scripts._structured_run import relative_error
 from tests.methods.structured_cnn import INPUT_SHAPE, load, macs, trained_cnn
 
 RATIO = 0.5
@@ -22,9 +23,8 @@ def base(fmnist, request):
     return trained_cnn(fmnist, Path(request.config.cache.mkdir("lwnn-structured")))
 
 
-def rel_error(model, ref, x, layer="4"):
-    y, y0 = capture(model, [layer], x)[layer][1], capture(ref, [layer], x)[layer][1]
-    return float(np.sum((y - y0) ** 2) / np.sum(y0 ** 2))
+def rel_error(model, ref, x):
+    return relative_error(model, ref, "4", x)  # conv2 = layer i + 1
 
 
 def test_greedy_removal_and_scales_golden():
