@@ -158,11 +158,35 @@ def cli() -> None:
 @click.option("--run-dir", type=click.Path(file_okay=False), default=None, help="default: runs/demo-<timestamp>")
 @click.option("--seed", default=DEMO.seed, show_default=True)
 @click.option("--quiet", is_flag=True, help="no progress bar")
-def demo(epochs, limit, test_limit, data_dir, run_dir, seed, quiet) -> None:
-    """Train LeNet-5 on Fashion-MNIST, evaluate, checkpoint, and print the per-layer summary."""
+@click.option("--compare/--no-compare", default=True, show_default=True,
+              help="after the baseline, compress it with every implemented method and tabulate (scripts/compare.py)")
+@click.option("--full", is_flag=True, help="longer settings: 6 baseline epochs, 3x the methods' retraining")
+def demo(epochs, limit, test_limit, data_dir, run_dir, seed, quiet, compare, full) -> None:
+    """Train LeNet-5 on Fashion-MNIST, then compare the compression methods on it (the surveys' table)."""
+    if full and epochs == DEMO.epochs:
+        epochs = 6
     cfg = dataclasses.replace(DEMO, epochs=epochs, limit=limit, test_limit=test_limit, seed=seed)
-    _guard(lambda: run_training(cfg, data_dir, Path(run_dir) if run_dir else _default_run_dir("demo"),
-                                progress=not quiet))
+    run_dir = Path(run_dir) if run_dir else _default_run_dir("demo")
+
+    def go():
+        run_training(cfg, data_dir, run_dir, progress=not quiet)
+        if compare:
+            run_comparison(cfg, data_dir, run_dir, full=full, quick=limit is not None)
+    _guard(go)
+
+
+def run_comparison(cfg: TrainConfig, data_dir: str | None, run_dir: Path, full: bool = False,
+                   quick: bool = False) -> list[dict]:
+    """Every implemented method on a copy of the trained baseline in ``run_dir/last.h5`` (scripts/compare.py)."""
+    from scripts.compare import DemoData, compare
+
+    train, test, _, _ = load_data(cfg.dataset, data_dir, cfg.limit, cfg.test_limit)
+    input_shape = train[0].shape[1:]
+    baseline = load_checkpoint(run_dir / "last.h5").model
+    theta0 = build_model(cfg.model, input_shape, cfg.seed, cfg.dtype).state_dict()  # same seed: same init
+    data = DemoData(*train, *test, input_shape=input_shape, theta0=theta0, quick=quick, full=full)
+    click.echo(f"comparing compression methods on the trained {cfg.model}; results in {run_dir / 'comparison'}")
+    return compare(baseline, data, run_dir / "comparison", seed=cfg.seed, echo=click.echo)
 
 
 @cli.command()
