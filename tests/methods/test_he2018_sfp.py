@@ -62,3 +62,24 @@ def test_sfp_on_fashion_mnist(fmnist, base):
     assert macs(model) < 0.7 * macs(dense)
     assert acc1 >= acc0 - MAX_DROP
     assert lat1 < lat0
+
+
+def test_script_smoke(tmp_path):
+    import json
+
+    from click.testing import CliRunner
+
+    from scripts.he2018_sfp import main
+    res = CliRunner().invoke(main, ["--smoke", "--run-dir", str(tmp_path / "run")])
+    assert res.exit_code == 0, res.output
+    assert {"config.json", "results.json", "results.csv"} <= {p.name for p in (tmp_path / "run").iterdir()}
+    out = json.loads((tmp_path / "run" / "results.json").read_text())
+    rows = {r["model"]: r for r in out["rows"]}
+    assert list(rows) == ["baseline", "SFP, zero filters in place", "SFP, compact", "hard, compact"]
+    base = rows["baseline"]
+    for name in ("SFP, compact", "hard, compact"):  # LeNet-5: 20-50 filters, 30% removed -> 14-35
+        r = rows[name]
+        assert (r["filters_0"], r["filters_2"]) == (14, 35)
+        assert r["macs"] < 0.7 * base["macs"] and r["params"] < base["params"] and 0.1 < r["accuracy"] <= 1
+    assert rows["SFP, zero filters in place"]["revived_total"] > 0  # soft: zeroed filters keep training
+    assert [s["revived"] for s in out["steps"]["hard"]] == [0, 0]  # hard: masked filters stay zero
