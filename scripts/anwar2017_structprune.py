@@ -46,7 +46,7 @@ class Defaults:
     seed: int = 0
 
 
-SMOKE = {"n_train": 500, "n_val": 100, "n_test": 200, "epochs": 1, "particles": 3, "iterations": 1}
+SMOKE = {"n_train": 200, "n_val": 50, "n_test": 100, "epochs": 1, "particles": 3, "iterations": 1}
 
 
 @click.command()
