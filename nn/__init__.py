@@ -5,8 +5,10 @@ PyTorch is never imported here; ``nn.interop`` imports it inside its functions.
 from nn.activations import Hardsigmoid, Hardswish, LeakyReLU, ReLU, ReLU6, Sigmoid, Softmax, Tanh
 from nn.basic import Dropout, Flatten, Identity
 from nn.binary import BinaryConv2d, BinaryLinear
+from nn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from nn.containers import ChannelShuffle, ChannelSplit, Concat, Residual, Sequential
 from nn.conv import Conv2d
+from nn.data import batches, load_dataset, normalize
 from nn.interop import from_torch, to_torch
 from nn.linear import Linear
 from nn.losses import CrossEntropyLoss, KDLoss, MSELoss
@@ -19,6 +21,7 @@ from nn.profile import model_latency, profile, summary_table, totals
 from nn.quant import QuantConv2d, QuantLinear
 from nn.shift import ShiftConv2d, ShiftLinear
 from nn.sparse import SparseConv2d, SparseLinear
+from nn.train import evaluate, fit
 
 __all__ = [
     "NAMES",
@@ -33,6 +36,7 @@ __all__ = [
     "BinaryLinear",
     "ChannelShuffle",
     "ChannelSplit",
+    "CheckpointError",
     "Concat",
     "Conv2d",
     "CosineAnnealingLR",
@@ -62,10 +66,17 @@ __all__ = [
     "SparseLinear",
     "StepLR",
     "Tanh",
+    "batches",
     "build",
+    "evaluate",
+    "fit",
     "from_torch",
+    "load_checkpoint",
+    "load_dataset",
     "model_latency",
+    "normalize",
     "profile",
+    "save_checkpoint",
     "summary_table",
     "to_torch",
     "totals",
