@@ -52,7 +52,7 @@ class Defaults:
     seed: int = 0
 
 
-SMOKE = {"n_train": 256, "n_test": 128, "epochs": 1}
+SMOKE = {"n_train": 256, "n_test": 128, "epochs": 1, "lam": 0.5}  # larger lambda: a barely trained net must still lose filters
 
 
 @click.command()
