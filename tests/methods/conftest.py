@@ -156,9 +156,23 @@ def train_baseline(data: Data, arch: str, cfg: TrainCfg, cache_dir: Path | None 
     return Baseline(state=state, init_state=init_state, test_acc=acc, cfg=cfg, arch=arch)
 
 
+def cache_folder(request, tmp_path_factory, name: str) -> Path:
+    """pytest's cache folder ``name`` (kept between runs), or a fresh temporary one when the cache plugin is
+    disabled (``-p no:cacheprovider``): the baselines are then trained again, never skipped."""
+    cache = getattr(request.config, "cache", None)
+    return Path(cache.mkdir(name)) if cache is not None else tmp_path_factory.mktemp(name)
+
+
 @pytest.fixture(scope="session")
-def lenet300_baseline(fmnist, request) -> Baseline:
+def lenet300_baseline(fmnist, request, tmp_path_factory) -> Baseline:
     from threadpoolctl import threadpool_limits
-    cache_dir = Path(request.config.cache.mkdir("lwnn-baselines"))
+    cache_dir = cache_folder(request, tmp_path_factory, "lwnn-baselines")
     with threadpool_limits(1):  # session fixtures are set up before the autouse function fixture
         return train_baseline(fmnist, "lenet_300_100", BASELINE_CFG, cache_dir)
+
+
+@pytest.fixture(scope="session")
+def base(fmnist, request, tmp_path_factory):
+    """The small BatchNorm CNN of ``tests/methods/structured_cnn.py``, trained once: (state, test accuracy)."""
+    from tests.methods.structured_cnn import trained_cnn
+    return trained_cnn(fmnist, cache_folder(request, tmp_path_factory, "lwnn-structured"))

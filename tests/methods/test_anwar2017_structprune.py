@@ -4,19 +4,11 @@ channel-wise pruning shrinks the network (fewer MACs, lower latency); intra-kern
 lowered GEMM's reduction dimension; fixed-point rounding is exact on a golden example."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-import pytest
 
 from methods.pruning import anwar2017_structprune as an
 from methods.pruning.surgery import prune_plan
-from tests.methods.structured_cnn import INPUT_SHAPE, latency_ms, load, macs, trained_cnn
-
-
-@pytest.fixture(scope="module")
-def base(fmnist, request):
-    return trained_cnn(fmnist, Path(request.config.cache.mkdir("lwnn-structured")))
+from tests.methods.structured_cnn import INPUT_SHAPE, latency_ms, load, macs
 
 
 def test_patterns_gemm_shape_and_fixed_point():

@@ -2,22 +2,14 @@
 i+1's output better than L1-norm filter pruning at the same ratio (same trained model, same held-out images)."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-import pytest
 
 from methods.pruning.he2017_channelprune import channel_prune, lasso_cd, reconstruct, select_channels
 from methods.pruning.li2017_l1filter import prune_filters
 from scripts._structured_run import relative_error
-from tests.methods.structured_cnn import INPUT_SHAPE, load, macs, trained_cnn
+from tests.methods.structured_cnn import INPUT_SHAPE, load, macs
 
 RATIO = 0.5
-
-
-@pytest.fixture(scope="module")
-def base(fmnist, request):
-    return trained_cnn(fmnist, Path(request.config.cache.mkdir("lwnn-structured")))
 
 
 def rel_error(model, ref, x):

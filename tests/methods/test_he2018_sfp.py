@@ -4,24 +4,16 @@ set can change), exactly 25% are zero at the end, surgery removes them (fewer MA
 and accuracy stays within 3 points of the baseline (no fine-tuning after the removal)."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-import pytest
 
 from methods.pruning.common import train_epochs
 from methods.pruning.he2018_sfp import filter_l2_norms, remove_zero_filters, soft_prune_step, zero_filters
 from nn.linear import Linear
 from nn.optim import SGD
 from nn.train import evaluate
-from tests.methods.structured_cnn import INPUT_SHAPE, N_TEST, latency_ms, load, macs, trained_cnn
+from tests.methods.structured_cnn import INPUT_SHAPE, N_TEST, latency_ms, load, macs
 
 RATE, MAX_DROP = 0.25, 0.03
-
-
-@pytest.fixture(scope="module")
-def base(fmnist, request):
-    return trained_cnn(fmnist, Path(request.config.cache.mkdir("lwnn-structured")))
 
 
 def test_soft_and_hard_step_golden():

@@ -3,10 +3,7 @@ removed from the trained small CNN (conv2 channels and fc1 neurons above mean + 
 parameters and MACs; after one retraining epoch the accuracy is within 2 points of the baseline."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-import pytest
 
 from methods.pruning.common import train_epochs
 from methods.pruning.hu2016_apoz import activation_after, apoz, trim, trim_plan
@@ -15,14 +12,9 @@ from nn.containers import Sequential
 from nn.linear import Linear
 from nn.optim import SGD
 from nn.train import evaluate
-from tests.methods.structured_cnn import INPUT_SHAPE, N_TEST, latency_ms, load, macs, trained_cnn
+from tests.methods.structured_cnn import INPUT_SHAPE, N_TEST, latency_ms, load, macs
 
 MAX_DROP = 0.02
-
-
-@pytest.fixture(scope="module")
-def base(fmnist, request):
-    return trained_cnn(fmnist, Path(request.config.cache.mkdir("lwnn-structured")))
 
 
 def test_apoz_golden():

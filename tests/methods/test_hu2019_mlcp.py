@@ -8,21 +8,13 @@ points of the baseline, with fewer MACs and lower measured latency.
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-import pytest
 
 from methods.pruning.hu2019_mlcp import attention, criterion, mlcp_prune
 from nn.train import evaluate
-from tests.methods.structured_cnn import INPUT_SHAPE, N_TEST, latency_ms, load, macs, trained_cnn
+from tests.methods.structured_cnn import INPUT_SHAPE, N_TEST, latency_ms, load, macs
 
 MAX_DROP, MIN_GAIN = 0.015, 0.005
-
-
-@pytest.fixture(scope="module")
-def base(fmnist, request):
-    return trained_cnn(fmnist, Path(request.config.cache.mkdir("lwnn-structured")))
 
 
 def test_criterion_golden():

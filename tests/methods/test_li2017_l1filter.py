@@ -3,10 +3,8 @@ measured latency) and one short retraining epoch brings accuracy back within 2 p
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import numpy as np
-import pytest
 
 from methods.pruning.common import train_epochs
 from methods.pruning.li2017_l1filter import (
@@ -20,14 +18,9 @@ from nn.containers import Sequential
 from nn.conv import Conv2d
 from nn.optim import SGD
 from nn.train import evaluate
-from tests.methods.structured_cnn import INPUT_SHAPE, N_TEST, latency_ms, load, macs, trained_cnn
+from tests.methods.structured_cnn import INPUT_SHAPE, N_TEST, latency_ms, load, macs
 
 MAX_DROP = 0.02  # stated claim: within 2 accuracy points after one retraining epoch on 3000 images
-
-
-@pytest.fixture(scope="module")
-def base(fmnist, request):
-    return trained_cnn(fmnist, Path(request.config.cache.mkdir("lwnn-structured")))
 
 
 def acc(model, data):

@@ -13,7 +13,6 @@ statement is "at an equal, short iteration budget" on the shared small CNN.
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -31,16 +30,11 @@ from methods.pruning.lin2019_ssr import (
 )
 from nn.optim import SGD
 from nn.train import evaluate
-from tests.methods.structured_cnn import INPUT_SHAPE, N_TEST, latency_ms, load, macs, small_cnn, trained_cnn
+from tests.methods.structured_cnn import INPUT_SHAPE, N_TEST, latency_ms, load, macs, small_cnn
 
 LAYERS = ["0", "4"]
 LAM_L20, RHO, LAM_GL, LR = 1.1, 1.0, 0.1, 0.01
 MAX_DROP = 0.01
-
-
-@pytest.fixture(scope="module")
-def base(fmnist, request):
-    return trained_cnn(fmnist, Path(request.config.cache.mkdir("lwnn-structured")))
 
 
 def test_proximal_operators_golden():

@@ -3,24 +3,17 @@ output better than L1-norm filter pruning at the same ratio (same trained model,
 from __future__ import annotations
 
 import copy
-from pathlib import Path
 
 import numpy as np
-import pytest
 
 from methods.pruning.li2017_l1filter import prune_filters
 from methods.pruning.luo2017_thinet import contributions, greedy_removal, least_squares_scales, thinet_prune
 from methods.pruning.surgery import conv_patches
 from nn.conv import Conv2d
 from scripts._structured_run import relative_error
-from tests.methods.structured_cnn import INPUT_SHAPE, load, macs, trained_cnn
+from tests.methods.structured_cnn import INPUT_SHAPE, load, macs
 
 RATIO = 0.5
-
-
-@pytest.fixture(scope="module")
-def base(fmnist, request):
-    return trained_cnn(fmnist, Path(request.config.cache.mkdir("lwnn-structured")))
 
 
 def rel_error(model, ref, x):

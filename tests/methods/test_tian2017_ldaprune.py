@@ -9,10 +9,7 @@ channels (mean of 3 draws) by >= 2 points, and runs with fewer MACs and lower me
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-import pytest
 
 from methods.pruning.tian2017_ldaprune import (
     backtrack_scores,
@@ -23,15 +20,10 @@ from methods.pruning.tian2017_ldaprune import (
     top_k,
 )
 from nn.train import evaluate
-from tests.methods.structured_cnn import INPUT_SHAPE, latency_ms, load, macs, trained_cnn
+from tests.methods.structured_cnn import INPUT_SHAPE, latency_ms, load, macs
 
 PAIR, KEEP_TOP, KEEP_LOW = (2, 4), 6, 4
 MAX_DROP, MIN_GAIN = 0.01, 0.02
-
-
-@pytest.fixture(scope="module")
-def base(fmnist, request):
-    return trained_cnn(fmnist, Path(request.config.cache.mkdir("lwnn-structured")))
 
 
 def test_fisher_ratio_golden():
