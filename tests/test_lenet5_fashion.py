@@ -61,6 +61,20 @@ def test_demo_cli_smoke(tmp_path):
     assert ev["epoch"] == 1 and ev["test_acc"] == results["test_acc"]
     out = CliRunner().invoke(cli, ["profile", "--checkpoint", str(run_dir / "last.h5")])
     assert out.exit_code == 0 and "431" in out.output.replace(",", ""), out.output
+    # The comparison of the compression methods (scripts/compare.py), in its quick budget.
+    cmp_dir = run_dir / "comparison"
+    assert {"comparison.md", "comparison.csv", "comparison.json", "comparison.png"} <= {p.name for p in cmp_dir.iterdir()}
+    rows = {r["method"]: r for r in json.loads((cmp_dir / "comparison.json").read_text())}
+    from scripts.compare import METHODS
+    assert set(rows) == {"baseline"} | {m[0] for m in METHODS}
+    measured = [r for r in rows.values() if "test_acc" in r and r["method"] != "baseline"]
+    assert len(measured) >= 6 and not any("FAILED" in str(r.get("note")) for r in rows.values()), rows
+    base = rows["baseline"]
+    for r in measured:  # every method really compressed: fewer nonzeros or fewer MACs, and the file on disk shrank
+        assert r["nonzeros"] < base["nonzeros"] or r["MACs"] < base["MACs"], r
+        assert r["bytes_on_disk"] < base["bytes_on_disk"], r
+    han = rows["han2015_prune"]
+    assert han["kind"] == "sparse (CSR)" and han["compression"] > 10 and han["disk_ratio"] > 4, han
 
 
 def test_cli_errors(tmp_path):
