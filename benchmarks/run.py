@@ -7,8 +7,11 @@ and returns it as a string.
 """
 from __future__ import annotations
 
+import contextlib
 import importlib
+import io
 import pathlib
+import sys
 import time
 
 import click
@@ -16,6 +19,22 @@ import click
 from benchmarks.common import environment
 
 SUITES = ["conv", "train", "sparse", "binary", "int8", "shift", "models"]
+
+
+class _Tee:
+    """Print a suite's output and keep a copy for the markdown file."""
+
+    def __init__(self, *streams):
+        self.streams = streams
+
+    def write(self, text):
+        for s in self.streams:
+            s.write(text)
+        return len(text)
+
+    def flush(self):
+        for s in self.streams:
+            s.flush()
 
 
 @click.command()
@@ -31,8 +50,10 @@ def main(only: str, out: str) -> None:
     for name in chosen:
         mod = importlib.import_module(f"benchmarks.bench_{name}")
         click.echo(f"\n## {name}")
-        text = mod.main()
-        parts += [f"## {name}", text if isinstance(text, str) else "", ""]
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(_Tee(sys.stdout, buf)):
+            mod.main()
+        parts += [f"## {name}", buf.getvalue(), ""]
     path = pathlib.Path(out)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(parts))
