@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from methods.pruning.common import magnitude_mask, prunable_names
+from nn.checkpoint import jsonable
 from nn.module import Module
 from nn.profile import profile
 
@@ -177,22 +178,6 @@ def run_folder(paper_id: str, run_dir: str | Path | None = None) -> Path:
     path = Path(run_dir) if run_dir else Path("runs") / f"{paper_id}-{time.strftime('%Y%m%d-%H%M%S')}"
     path.mkdir(parents=True, exist_ok=True)
     return path
-
-
-def jsonable(v):
-    """Dataclasses, numpy scalars/arrays, tuples and dicts turned into JSON-able values."""
-    import dataclasses
-    if isinstance(v, dict):
-        return {str(k): jsonable(e) for k, e in v.items()}
-    if isinstance(v, (list, tuple)):
-        return [jsonable(e) for e in v]
-    if dataclasses.is_dataclass(v) and not isinstance(v, type):
-        return jsonable(dataclasses.asdict(v))
-    if isinstance(v, np.generic):
-        return v.item()
-    if isinstance(v, np.ndarray):
-        return v.tolist()
-    return v
 
 
 def save_run(run_dir: Path, config, results: dict, tables: dict[str, list[dict]] | None = None) -> None:
