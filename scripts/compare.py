@@ -134,6 +134,35 @@ def _apoz(model, data, rng):
     return _retrain(model, data, rng)
 
 
+def _sfp(model, data, rng):
+    from methods.pruning.common import train_epochs
+    from methods.pruning.he2018_sfp import remove_zero_filters, soft_prune_step
+    from nn.optim import SGD
+    x, y = data.subset(20000)
+    layers = ["0", "2"]
+    opt = SGD(model, lr=0.005, momentum=0.9, weight_decay=5e-4)
+    for _ in range(max(data.epochs(2), 1)):  # He et al.: zero the smallest filters after every epoch, keep training them
+        soft_prune_step(model, layers, 0.3)
+        train_epochs(model, opt, x, y, 1, 64, rng)
+    soft_prune_step(model, layers, 0.3)
+    return remove_zero_filters(model, layers, data.input_shape)
+
+
+def _droppruning(model, data, rng):
+    from methods.pruning.common import train_epochs
+    from methods.pruning.jia2018_droppruning import drop_pruning
+    from nn.optim import SGD
+    x, y = data.subset(20000)
+
+    def retrain(rev):
+        opt = SGD(model, lr=0.005, momentum=0.9)
+        train_epochs(model, opt, x, y, data.epochs(0.5) or 1, 64, rng, step=lambda: rev.step(opt.step))
+    final = {"0.weight": 0.34, "2.weight": 0.88, "5.weight": 0.92, "7.weight": 0.81}  # as Han's keep ratios
+    rev, _ = drop_pruning(model, final, 2, retrain, pool=0.1, back=0.02, rng=rng)
+    rev.freeze()
+    return model
+
+
 METHODS: list[tuple[str, str, Callable]] = [
     ("han2015_prune", "", _han2015),
     ("guo2016_dns", "", _dns),
@@ -142,9 +171,21 @@ METHODS: list[tuple[str, str, Callable]] = [
     ("luo2017_thinet", "", _thinet),
     ("he2017_channelprune", "", _he2017),
     ("hu2016_apoz", "", _apoz),
+    ("he2018_sfp", "", _sfp),
+    ("jia2018_droppruning", "", _droppruning),
     ("lecun1989_obd", "mlp", None),
     ("hassibi1993_obs", "mlp", None),
     ("liu2017_slimming", "batchnorm", None),
+    # Not yet given a demo budget: each runs its own experiment (the reproduction rows in papers/README.md).
+    ("wen2016_ssl", "own run: group-Lasso training of LeNet-300-100", None),
+    ("zhuang2018_dcp", "own run: auxiliary-head channel selection", None),
+    ("he2018_amc", "own run: DDPG search over per-layer ratios", None),
+    ("srinivas2017_gates", "own run: gated training of LeNet-300-100", None),
+    ("setiono1997_nnfs", "own run: input-feature selection on a small MLP", None),
+    ("anwar2017_structprune", "own run: particle-filter kernel-mask search", None),
+    ("lin2019_ssr", "own run: AULM structured-sparsity training", None),
+    ("tian2017_ldaprune", "own run: 2-class LDA channel selection", None),
+    ("hu2019_mlcp", "own run: multi-loss channel selection", None),
 ]
 
 
@@ -227,9 +268,10 @@ def compare(baseline_model: Module, data: DemoData, run_dir: Path, seed: int = 0
     echo(f"baseline: test accuracy {100 * base['test_acc']:.2f}%")
     has_bn = any(type(m).__name__.startswith("BatchNorm") for m in baseline_model.modules())
     for i, (name, needs, fn) in enumerate(methods):
-        if (needs == "batchnorm" and not has_bn) or needs == "mlp":
-            why = "needs BatchNorm; LeNet-5 has none" if needs == "batchnorm" else "second-order pass for MLPs only"
-            rows.append({"method": name, "paper": name, "kind": "-", "note": f"{why}: run python -m scripts.{name}"})
+        if (needs == "batchnorm" and not has_bn) or needs == "mlp" or fn is None:
+            why = {"batchnorm": "needs BatchNorm; LeNet-5 has none",
+                   "mlp": "second-order pass written for MLPs"}.get(needs, needs)
+            rows.append({"method": name, "paper": name, "kind": "-", "note": f"{why}: python -m scripts.{name}"})
             continue
         t = time.perf_counter()
         try:
