@@ -25,7 +25,7 @@ from nn.norm import BatchNorm1d, BatchNorm2d
 from nn.pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 
 _TORCH_TWINS: dict[str, type] = {}
-_TWIN_NAMES = ("TorchResidual", "TorchConcat", "TorchChannelSplit")
+_TWIN_NAMES = ("TorchResidual", "TorchConcat", "TorchChannelSplit", "TorchShortcutA")
 
 
 def torch_twins() -> dict[str, type]:
@@ -69,7 +69,19 @@ def torch_twins() -> dict[str, type]:
             parts = torch.split(x, self.sections, dim=1)
             return torch.cat([b(p) for b, p in zip(self.children(), parts)], dim=1)
 
-    for cls in (TorchResidual, TorchConcat, TorchChannelSplit):
+    class TorchShortcutA(torch.nn.Module):
+        """x[:, :, ::stride, ::stride] with zero channels padded before/after; twin of nn.models.ShortcutA."""
+
+        def __init__(self, in_channels: int, out_channels: int, stride: int = 2) -> None:
+            super().__init__()
+            self.in_channels, self.out_channels, self.stride = int(in_channels), int(out_channels), int(stride)
+
+        def forward(self, x):
+            extra = self.out_channels - self.in_channels
+            xs = x[:, :, ::self.stride, ::self.stride]
+            return torch.nn.functional.pad(xs, (0, 0, 0, 0, extra // 2, extra - extra // 2))
+
+    for cls in (TorchResidual, TorchConcat, TorchChannelSplit, TorchShortcutA):
         cls.__module__, cls.__qualname__ = __name__, cls.__name__  # picklable as nn.interop.<name>
         _TORCH_TWINS[cls.__name__] = cls
     return _TORCH_TWINS
@@ -143,6 +155,9 @@ def from_torch(torch_module, rng: np.random.Generator | int | None = None) -> Mo
             setattr(m, name, from_torch(c, rng))
     elif T is twins["TorchResidual"]:
         m = Residual(from_torch(t.body, rng), None if t.shortcut is None else from_torch(t.shortcut, rng))
+    elif T is twins["TorchShortcutA"]:
+        from nn.models import ShortcutA
+        m = ShortcutA(t.in_channels, t.out_channels, t.stride)
     elif T is twins["TorchConcat"]:
         m = Concat(*[from_torch(c, rng) for c in t.children()])
     elif T is twins["TorchChannelSplit"]:
@@ -196,6 +211,8 @@ def to_torch(module: Module):
         t = tnn.Sequential(OrderedDict((name, to_torch(c)) for name, c in m.named_children()))
     elif T is Residual:
         t = twins["TorchResidual"](to_torch(m.body), None if m.shortcut is None else to_torch(m.shortcut))
+    elif type(m).__name__ == "ShortcutA" and type(m).__module__ == "nn.models":
+        t = twins["TorchShortcutA"](m.in_channels, m.out_channels, m.stride)
     elif T is Concat:
         t = twins["TorchConcat"](*[to_torch(c) for c in m.children()])
     elif T is ChannelSplit:

@@ -149,3 +149,24 @@ def test_importing_lwnn_layers_does_not_import_torch():
             "assert 'torch' not in sys.modules, 'torch was imported'")
     root = Path(__file__).resolve().parents[2]
     subprocess.run([sys.executable, "-c", code], cwd=root, check=True)
+
+
+def test_option_a_resnet_round_trip(torch, rng):
+    """ResNet-20 with option-A (parameter-free, zero-padding) shortcuts: to_torch and back, train and eval."""
+    import numpy as np
+
+    from nn.interop import from_torch, to_torch
+    from nn.models import build
+    from tests.helpers import assert_close
+
+    model = build("resnet20", rng=np.random.default_rng(0), dtype=np.float64)
+    x = rng.standard_normal((2, 3, 16, 16))
+    for train in (False, True):
+        model.train(train)
+        twin = to_torch(model)
+        twin.train(train)
+        assert_close(f"forward (train={train})", model(x), twin(torch.tensor(x)).detach().numpy())
+    back = from_torch(twin)
+    back.eval()
+    model.eval()
+    assert_close("round trip", back(x), model(x))
