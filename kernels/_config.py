@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numba
 
-NUMBA_FLAGS = dict(cache=True, nogil=True, fastmath=False, error_model="numpy")
+NUMBA_FLAGS = {"cache": True, "nogil": True, "fastmath": False, "error_model": "numpy"}
 
 
 def njit(*args, **kwargs):

@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 
 TOL = {
-    np.dtype(np.float64): dict(rtol=1e-10, atol=1e-12),
-    np.dtype(np.float32): dict(rtol=2e-4, atol=2e-5),
+    np.dtype(np.float64): {"rtol": 1e-10, "atol": 1e-12},
+    np.dtype(np.float32): {"rtol": 2e-4, "atol": 2e-5},
 }
 
 
