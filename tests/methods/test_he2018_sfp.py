@@ -47,7 +47,10 @@ def test_sfp_on_fashion_mnist(fmnist, base):
     remove_zero_filters(model, layers, INPUT_SHAPE)
     acc1 = evaluate(model, fmnist.x_test[:N_TEST], fmnist.y_test[:N_TEST])[1]
     assert model[0].weight.shape == (6, 1, 5, 5) and model[4].weight.shape == (12, 6, 5, 5)
-    lat0, lat1 = min(latency_ms(dense), latency_ms(dense)), min(latency_ms(model), latency_ms(model))
+    # Alternate the two models and keep each one's best of 4 at batch 256 (compute-bound): one noisy sample
+    # from the other xdist worker must not decide the comparison.
+    pairs = [(latency_ms(dense, 256), latency_ms(model, 256)) for _ in range(4)]
+    lat0, lat1 = min(p[0] for p in pairs), min(p[1] for p in pairs)
     print(f"he2018_sfp: revived {revived}, same set both epochs: "
           f"{all(np.array_equal(zeroed[0][n], zeroed[1][n]) for n in layers)}; acc {acc0:.4f} -> soft {acc_soft:.4f}"
           f" -> compact {acc1:.4f}; MACs {macs(dense)} -> {macs(model)}; latency@64 {lat0:.2f} -> {lat1:.2f} ms")
