@@ -11,10 +11,11 @@ batch-1 / batch-64 latency with the speed-up over the baseline. The table is pri
 folder (``comparison.md``, ``comparison.csv``, ``comparison.json``) with ``comparison.png`` (accuracy against
 compression).
 
-A method entry is ``(paper_id, needs, fn)`` with ``fn(model, data, rng) -> compressed model``: it receives a
-deep copy of the baseline, may mask it (then it is deployed on the sparse kernel) or shrink it by surgery, and
-must stay within its budget (data.quick selects the smoke budget). Methods whose paper needs something LeNet-5
-lacks (``needs``, e.g. BatchNorm for network slimming) are reported as such, not silently dropped.
+Each paper's script owns its demo budget: ``scripts/<paper_id>.py`` defines ``demo(model, data, rng)``, which
+receives a deep copy of the trained baseline and a ``DemoData`` and returns the compressed model. It may mask it
+(then it is deployed on the sparse kernel) or shrink it by surgery; ``data.quick`` selects the smoke budget and
+``data.full`` the longer one. Where the paper needs something LeNet-5 lacks (BatchNorm for network slimming, an
+MLP for OBS's full Hessian), the demo states its adaptation in its docstring.
 """
 from __future__ import annotations
 
@@ -62,131 +63,41 @@ def _has_masks(model: Module) -> bool:
     return any(True for _ in model.named_masks())
 
 
+def retrain(model: Module, data: DemoData, rng: np.random.Generator, epochs: float = 1, lr: float = 0.005,
+            n: int = 20000, step: Callable | None = None) -> Module:
+    """The demo's common fine-tuning: SGD (momentum 0.9, weight decay 5e-4, batch 64) on the first ``n`` images.
+
+    ``step`` replaces ``opt.step`` (it receives the optimizer), e.g. to add a penalty's gradient first.
+    """
+    from methods.pruning.common import train_epochs
+    from nn.optim import SGD
+    x, y = data.subset(n)
+    opt = SGD(model, lr=lr, momentum=0.9, weight_decay=5e-4)
+    train_epochs(model, opt, x, y, data.epochs(epochs), 64, rng,
+                 step=None if step is None else (lambda: step(opt)))
+    return model
+
+
 # ----------------------------------------------------------------------------------------------- methods
-# Each function documents its budget; the papers' own scripts run the full experiments.
-
-def _han2015(model, data, rng):
-    from methods.pruning.han2015_prune import RetrainCfg, iterative_prune
-    # Han et al. Table 2 keeps 66% / 12% / 8% / 19% of LeNet-5's conv1 / conv2 / fc1 / fc2 weights.
-    keep = {"0.weight": 0.66, "2.weight": 0.12, "5.weight": 0.08, "7.weight": 0.19}
-    x, y = data.subset(20000)
-    iterative_prune(model, x, y, keep, rounds=2, retrain=RetrainCfg(epochs=data.epochs(1)), rng=rng)
-    return model
+# Every paper's script (scripts/<paper_id>.py) owns its demo budget: ``demo(model, data, rng) -> model``.
+METHODS: tuple[str, ...] = (
+    "lecun1989_obd", "hassibi1993_obs", "han2015_prune", "guo2016_dns", "wen2016_ssl", "li2017_l1filter",
+    "luo2017_thinet", "he2017_channelprune", "liu2017_slimming", "hu2016_apoz", "he2018_sfp", "zhuang2018_dcp",
+    "he2018_amc", "frankle2019_lottery", "setiono1997_nnfs", "srinivas2017_gates", "anwar2017_structprune",
+    "lin2019_ssr", "jia2018_droppruning", "tian2017_ldaprune", "hu2019_mlcp",
+)
 
 
-def _li2017(model, data, rng):
-    from methods.pruning.common import train_epochs
-    from methods.pruning.li2017_l1filter import prune_filters
-    from nn.optim import SGD
-    prune_filters(model, {"0": 0.5, "2": 0.5}, data.input_shape)
-    x, y = data.subset(20000)
-    train_epochs(model, SGD(model, lr=0.005, momentum=0.9, weight_decay=5e-4), x, y, data.epochs(1), 64, rng)
-    return model
-
-
-def _retrain(model, data, rng, epochs: float = 1, lr: float = 0.005):
-    from methods.pruning.common import train_epochs
-    from nn.optim import SGD
-    x, y = data.subset(20000)
-    train_epochs(model, SGD(model, lr=lr, momentum=0.9, weight_decay=5e-4), x, y, data.epochs(epochs), 64, rng)
-    return model
-
-
-def _dns(model, data, rng):
-    from methods.pruning.guo2016_dns import DNSCfg, surgery
-    x, y = data.subset(20000)
-    # c of t = mean|W| + c std|W| per layer: conv layers gently, the 400K-weight fc1 hard (Guo et al. Table 1)
-    surgery(model, x, y, DNSCfg(c={"0.weight": -0.3, "2.weight": 0.4, "5.weight": 1.0, "7.weight": 0.3},
-                                epochs=data.epochs(1)), rng)
-    return model
-
-
-def _lottery(model, data, rng):
-    from methods.pruning.frankle2019_lottery import find_ticket, rewind
-    if data.theta0 is None:
-        raise ValueError("the lottery ticket needs the baseline's initial weights (DemoData.theta0)")
-    trained = model
-    x, y = data.subset(20000)
-    keep = {"0.weight": 0.5, "2.weight": 0.2, "5.weight": 0.1, "7.weight": 0.3}
-    rewind(trained, data.theta0, {})
-    find_ticket(trained, data.theta0, x, y, keep, rounds=2, epochs=data.epochs(1), rng=rng)
-    return _retrain(trained, data, rng, 2, lr=0.01)
-
-
-def _thinet(model, data, rng):
-    from methods.pruning.luo2017_thinet import thinet_prune
-    x, _ = data.subset(2000)
-    thinet_prune(model, "0", x[:500], 0.5, data.input_shape, rng=rng)
-    return _retrain(model, data, rng)
-
-
-def _he2017(model, data, rng):
-    from methods.pruning.he2017_channelprune import channel_prune
-    x, _ = data.subset(2000)
-    channel_prune(model, "0", x[:500], 0.5, data.input_shape, rng=rng)
-    return _retrain(model, data, rng)
-
-
-def _apoz(model, data, rng):
-    from methods.pruning.hu2016_apoz import trim
-    x, _ = data.subset(2000)
-    trim(model, ["5"], x, data.input_shape, k_std=0.0)  # fc1 is the only layer followed by a ReLU
-    return _retrain(model, data, rng)
-
-
-def _sfp(model, data, rng):
-    from methods.pruning.common import train_epochs
-    from methods.pruning.he2018_sfp import remove_zero_filters, soft_prune_step
-    from nn.optim import SGD
-    x, y = data.subset(20000)
-    layers = ["0", "2"]
-    opt = SGD(model, lr=0.005, momentum=0.9, weight_decay=5e-4)
-    for _ in range(max(data.epochs(2), 1)):  # He et al.: zero the smallest filters after every epoch, keep training them
-        soft_prune_step(model, layers, 0.3)
-        train_epochs(model, opt, x, y, 1, 64, rng)
-    soft_prune_step(model, layers, 0.3)
-    return remove_zero_filters(model, layers, data.input_shape)
-
-
-def _droppruning(model, data, rng):
-    from methods.pruning.common import train_epochs
-    from methods.pruning.jia2018_droppruning import drop_pruning
-    from nn.optim import SGD
-    x, y = data.subset(20000)
-
-    def retrain(rev):
-        opt = SGD(model, lr=0.005, momentum=0.9)
-        train_epochs(model, opt, x, y, data.epochs(0.5) or 1, 64, rng, step=lambda: rev.step(opt.step))
-    final = {"0.weight": 0.34, "2.weight": 0.88, "5.weight": 0.92, "7.weight": 0.81}  # as Han's keep ratios
-    rev, _ = drop_pruning(model, final, 2, retrain, pool=0.1, back=0.02, rng=rng)
-    rev.freeze()
-    return model
-
-
-METHODS: list[tuple[str, str, Callable]] = [
-    ("han2015_prune", "", _han2015),
-    ("guo2016_dns", "", _dns),
-    ("frankle2019_lottery", "", _lottery),
-    ("li2017_l1filter", "", _li2017),
-    ("luo2017_thinet", "", _thinet),
-    ("he2017_channelprune", "", _he2017),
-    ("hu2016_apoz", "", _apoz),
-    ("he2018_sfp", "", _sfp),
-    ("jia2018_droppruning", "", _droppruning),
-    ("lecun1989_obd", "mlp", None),
-    ("hassibi1993_obs", "mlp", None),
-    ("liu2017_slimming", "batchnorm", None),
-    # Not yet given a demo budget: each runs its own experiment (the reproduction rows in papers/README.md).
-    ("wen2016_ssl", "own run: group-Lasso training of LeNet-300-100", None),
-    ("zhuang2018_dcp", "own run: auxiliary-head channel selection", None),
-    ("he2018_amc", "own run: DDPG search over per-layer ratios", None),
-    ("srinivas2017_gates", "own run: gated training of LeNet-300-100", None),
-    ("setiono1997_nnfs", "own run: input-feature selection on a small MLP", None),
-    ("anwar2017_structprune", "own run: particle-filter kernel-mask search", None),
-    ("lin2019_ssr", "own run: AULM structured-sparsity training", None),
-    ("tian2017_ldaprune", "own run: 2-class LDA channel selection", None),
-    ("hu2019_mlcp", "own run: multi-loss channel selection", None),
-]
+def demo_fn(paper_id: str) -> Callable:
+    """``scripts.<paper_id>.demo``: the paper's method at its demo budget on a copy of the baseline."""
+    import importlib
+    try:
+        module = importlib.import_module(f"scripts.{paper_id}")
+    except ModuleNotFoundError as e:
+        raise ValueError(f"unknown method {paper_id!r}: there is no scripts/{paper_id}.py") from e
+    if not hasattr(module, "demo"):
+        raise ValueError(f"scripts/{paper_id}.py has no demo(model, data, rng) function")
+    return module.demo
 
 
 # ----------------------------------------------------------------------------------------------- measuring
@@ -258,24 +169,20 @@ def plot(rows: list[dict], path: Path) -> None:
 
 
 def compare(baseline_model: Module, data: DemoData, run_dir: Path, seed: int = 0,
-            methods: list[tuple[str, str, Callable]] | None = None, echo=print) -> list[dict]:
+            methods: tuple[str, ...] | list[str] | None = None, echo=print) -> list[dict]:
     """Compress copies of ``baseline_model`` with every method and write the comparison to ``run_dir``."""
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    methods = METHODS if methods is None else methods
+    methods = METHODS if methods is None else tuple(methods)
+    fns = {name: demo_fn(name) for name in methods}  # an unknown name fails before any work
     base = measure("baseline", baseline_model, data, run_dir, None, 0.0)
     rows = [base]
     echo(f"baseline: test accuracy {100 * base['test_acc']:.2f}%")
-    has_bn = any(type(m).__name__.startswith("BatchNorm") for m in baseline_model.modules())
-    for i, (name, needs, fn) in enumerate(methods):
-        if (needs == "batchnorm" and not has_bn) or needs == "mlp" or fn is None:
-            why = {"batchnorm": "needs BatchNorm; LeNet-5 has none",
-                   "mlp": "second-order pass written for MLPs"}.get(needs, needs)
-            rows.append({"method": name, "paper": name, "kind": "-", "note": f"{why}: python -m scripts.{name}"})
-            continue
+    for name in methods:
         t = time.perf_counter()
+        rng = np.random.default_rng([seed, 1 + METHODS.index(name) if name in METHODS else 0])  # same for a subset
         try:
-            model = fn(copy.deepcopy(baseline_model), data, np.random.default_rng(seed + 1 + i))
+            model = fns[name](copy.deepcopy(baseline_model), data, rng)
             rows.append(measure(name, model, data, run_dir, base, time.perf_counter() - t))
         except KeyboardInterrupt:
             echo("interrupted: writing the rows finished so far")

@@ -90,5 +90,19 @@ def main(dataset, data_dir, seed, run_dir, smoke, threads) -> None:
         run(cfg, data_dir, seed, run_dir)
 
 
+def demo(model, data, rng):
+    """The demo's budget on the trained LeNet-5: rewind to the baseline's initial weights, 2 rounds of train /
+    prune / rewind (1 epoch on 10k images each) to 50% / 20% / 10% / 30% of conv1 / conv2 / fc1 / fc2, then
+    train the ticket 1 epoch at lr 0.01."""
+    from scripts.compare import retrain
+    if data.theta0 is None:
+        raise ValueError("the lottery ticket needs the baseline's initial weights (DemoData.theta0)")
+    x, y = data.subset(10000)
+    keep = {"0.weight": 0.5, "2.weight": 0.2, "5.weight": 0.1, "7.weight": 0.3}
+    lt.rewind(model, data.theta0, {})
+    lt.find_ticket(model, data.theta0, x, y, keep, rounds=2, epochs=data.epochs(1), rng=rng)
+    return retrain(model, data, rng, 1, lr=0.01, n=10000)
+
+
 if __name__ == "__main__":
     main()

@@ -87,5 +87,14 @@ def main(dataset, data_dir, seed, run_dir, smoke, threads) -> None:
         run(cfg, data_dir, seed, run_dir)
 
 
+def demo(model, data, rng):
+    """The demo's budget on the trained LeNet-5: one epoch of dynamic surgery on 10k images; the threshold
+    t = mean|W| + c std|W| prunes conv layers gently and the 400K-weight fc1 hard (Guo et al. Table 1)."""
+    x, y = data.subset(10000)
+    dns.surgery(model, x, y, dns.DNSCfg(c={"0.weight": -0.3, "2.weight": 0.4, "5.weight": 1.0, "7.weight": 0.3},
+                                        epochs=data.epochs(1)), rng)
+    return model
+
+
 if __name__ == "__main__":
     main()

@@ -159,5 +159,14 @@ def main(dataset, data_dir, seed, run_dir, smoke, baseline_epochs, rounds, retra
         run(cfg, data_dir, seed, run_dir)
 
 
+def demo(model, data, rng):
+    """The demo's budget (scripts/compare.py) on the trained LeNet-5: Han et al.'s Table 2 LeNet-5 keep ratios
+    (66% / 12% / 8% / 19% of conv1 / conv2 / fc1 / fc2), reached in 2 prune/retrain rounds of 1 epoch on 10k images."""
+    keep = {"0.weight": 0.66, "2.weight": 0.12, "5.weight": 0.08, "7.weight": 0.19}
+    x, y = data.subset(10000)
+    han.iterative_prune(model, x, y, keep, rounds=2, retrain=han.RetrainCfg(epochs=data.epochs(1)), rng=rng)
+    return model
+
+
 if __name__ == "__main__":
     main()

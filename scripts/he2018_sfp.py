@@ -96,5 +96,18 @@ def main(dataset, data_dir, seed, run_dir, smoke, rate, n_train, epochs):
     run.echo_rows(rows, out)
 
 
+def demo(model, data, rng):
+    """The demo's budget on the trained LeNet-5: soft filter pruning of 30% of conv1 and conv2 filters, zeroed
+    after every one of 2 epochs on 10k images and kept trainable (He et al. Alg. 1), then removed."""
+    x, y = data.subset(10000)
+    layers = ["0", "2"]
+    opt = SGD(model, lr=0.005, momentum=0.9, weight_decay=5e-4)
+    for _ in range(max(data.epochs(2), 1)):
+        soft_prune_step(model, layers, 0.3)
+        train_epochs(model, opt, x, y, 1, 64, rng)
+    soft_prune_step(model, layers, 0.3)
+    return remove_zero_filters(model, layers, data.input_shape)
+
+
 if __name__ == "__main__":
     main()

@@ -70,5 +70,15 @@ def main(dataset, data_dir, seed, run_dir, smoke, n_train, epochs):
     run.echo_rows(rows, out)
 
 
+def demo(model, data, rng):
+    """The demo's budget on the trained LeNet-5: trim the fc1 neurons (the one layer followed by a ReLU) whose
+    APoZ on 2000 training images is above the mean (k_std = 0), then 1 epoch of retraining on 10k images."""
+    from methods.pruning.hu2016_apoz import trim
+    from scripts.compare import retrain
+    x, _ = data.subset(2000)
+    trim(model, ["5"], x, data.input_shape, k_std=0.0)
+    return retrain(model, data, rng, 1, n=10000)
+
+
 if __name__ == "__main__":
     main()

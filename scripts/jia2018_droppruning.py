@@ -81,5 +81,19 @@ def main(dataset, data_dir, seed, run_dir, smoke, n_train, epochs):
     click.echo(f"results in {out}")
 
 
+def demo(model, data, rng):
+    """The demo's budget on the trained LeNet-5: 2 DropPruning rounds towards Han et al.'s LeNet-5 keep ratios
+    (drop-away pool 10%, drop-back 2%), each followed by half an epoch of retraining on 10k images."""
+    x, y = data.subset(10000)
+
+    def retrain(rev):
+        opt = SGD(model, lr=0.005, momentum=0.9)
+        train_epochs(model, opt, x, y, data.epochs(0.5) or 1, 64, rng, step=lambda: rev.step(opt.step))
+    final = {"0.weight": 0.34, "2.weight": 0.88, "5.weight": 0.92, "7.weight": 0.81}
+    rev, _ = dp.drop_pruning(model, final, 2, retrain, pool=0.1, back=0.02, rng=rng)
+    rev.freeze()
+    return model
+
+
 if __name__ == "__main__":
     main()

@@ -81,5 +81,13 @@ def main(dataset, data_dir, seed, run_dir, smoke, arch, ratio, n_train, epochs):
     run.echo_rows(rows, out)
 
 
+def demo(model, data, rng):
+    """The demo's budget on the trained LeNet-5: remove the 50% smallest-L1 filters of conv1 and conv2
+    (Li et al. eq. 1, one shot), then retrain 1 epoch on 10k images."""
+    from scripts.compare import retrain
+    prune_filters(model, {"0": 0.5, "2": 0.5}, data.input_shape)
+    return retrain(model, data, rng, 1, n=10000)
+
+
 if __name__ == "__main__":
     main()

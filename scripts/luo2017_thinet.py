@@ -66,5 +66,15 @@ def main(dataset, data_dir, seed, run_dir, smoke, ratio, n_train, epochs):
     run.reconstruction_experiment("luo2017_thinet", cfg, methods, dataset, data_dir, run_dir, smoke)
 
 
+def demo(model, data, rng):
+    """The demo's budget on the trained LeNet-5: ThiNet's greedy channel selection removes half of conv1's
+    filters (the channels conv2 reconstructs best without, 500 sampled images) with the least-squares rescaling
+    of conv2, then 1 epoch of retraining on 10k images."""
+    from scripts.compare import retrain
+    x, _ = data.subset(2000)
+    thinet_prune(model, "0", x[:500], 0.5, data.input_shape, rng=rng)
+    return retrain(model, data, rng, 1, n=10000)
+
+
 if __name__ == "__main__":
     main()

@@ -1,9 +1,10 @@
-"""The ``lwnn`` command line: demo, train, evaluate, profile.
+"""The ``lwnn`` command line: demo, compare, train, evaluate, profile.
 
     python -m scripts.lwnn demo                      # LeNet-5 on Fashion-MNIST, 3 epochs (make demo)
     python -m scripts.lwnn demo --epochs 1 --limit 5000
     python -m scripts.lwnn train --model resnet20 --dataset cifar10 --data-dir ~/data --epochs 30 --scheduler cosine
     python -m scripts.lwnn train --run-dir runs/x --resume      # continue an interrupted run (same options)
+    python -m scripts.lwnn compare runs/demo-x --method han2015_prune   # the comparison on a finished run
     python -m scripts.lwnn evaluate runs/demo-*/last.h5
     python -m scripts.lwnn profile --model resnet20              # or --checkpoint runs/x/last.h5
 
@@ -176,7 +177,8 @@ def demo(epochs, limit, test_limit, data_dir, run_dir, seed, quiet, compare, ful
 
 
 def run_comparison(cfg: TrainConfig, data_dir: str | None, run_dir: Path, full: bool = False,
-                   quick: bool = False) -> list[dict]:
+                   quick: bool = False, methods: tuple[str, ...] | None = None,
+                   out_dir: Path | None = None) -> list[dict]:
     """Every implemented method on a copy of the trained baseline in ``run_dir/last.h5`` (scripts/compare.py)."""
     from scripts.compare import DemoData, compare
 
@@ -185,8 +187,25 @@ def run_comparison(cfg: TrainConfig, data_dir: str | None, run_dir: Path, full: 
     baseline = load_checkpoint(run_dir / "last.h5").model
     theta0 = build_model(cfg.model, input_shape, cfg.seed, cfg.dtype).state_dict()  # same seed: same init
     data = DemoData(*train, *test, input_shape=input_shape, theta0=theta0, quick=quick, full=full)
-    click.echo(f"comparing compression methods on the trained {cfg.model}; results in {run_dir / 'comparison'}")
-    return compare(baseline, data, run_dir / "comparison", seed=cfg.seed, echo=click.echo)
+    out_dir = Path(out_dir) if out_dir else run_dir / "comparison"
+    click.echo(f"comparing compression methods on the trained {cfg.model}; results in {out_dir}")
+    return compare(baseline, data, out_dir, seed=cfg.seed, methods=methods or None, echo=click.echo)
+
+
+@cli.command("compare")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--method", "methods", multiple=True, help="a paper id (repeatable); default: every method")
+@click.option("--data-dir", type=click.Path(file_okay=False), default=None)
+@click.option("--quick", is_flag=True, help="smoke budgets (seconds per method)")
+@click.option("--full", is_flag=True, help="3x the methods' retraining")
+@click.option("--out", type=click.Path(file_okay=False), default=None, help="default: RUN_DIR/comparison")
+def compare_cmd(run_dir, methods, data_dir, quick, full, out) -> None:
+    """The comparison table alone, on the baseline a finished ``demo`` or ``train`` run left in RUN_DIR."""
+    def go():
+        ck = load_checkpoint(Path(run_dir) / "last.h5")
+        cfg = TrainConfig(**ck.metadata["config"])
+        run_comparison(cfg, data_dir, Path(run_dir), full=full, quick=quick, methods=tuple(methods), out_dir=out)
+    _guard(go)
 
 
 @cli.command()
