@@ -127,5 +127,52 @@ def main(dataset, data_dir, seed, run_dir, smoke, n_train, epochs):
     click.echo(f"results in {out}")
 
 
+def demo(model, data, rng):
+    """The demo's budget on the trained LeNet-5, Sec. 4's particle filter (8 particles, 3 iterations, each
+    particle scored by its misclassification rate on 300 held-out training images, no retraining inside):
+    (1) channel-wise on conv2's input maps, keeping 10 of conv1's 20 maps, (2) channel-wise on fc1's input maps
+    (fc1 is a 4x4 convolution over conv2's 50 maps), keeping 25, both removed by surgery; (3) kernel-wise on
+    the remaining 25 x 10 conv2 kernels, keeping 50%, deployed as a sparse mask; then 1 epoch of retraining
+    on 6k images with the mask fixed (Sec. 5)."""
+    from scripts.compare import retrain
+    shape = data.input_shape
+    xv, yv = data.x_train[-300:], data.y_train[-300:]
+    parts, iters = (4, 1) if data.quick else (8, 3)
+    model.eval()
+
+    def search(li, n_units, n_keep, to_mask, swaps):
+        """Particle filter over the units of child ``li``: its weight times to_mask(particle) is scored."""
+        layer, w0 = model[li], model[li].weight.copy()
+        head, rest = model[0:li], model[li:]
+        fv = head(xv)
+
+        def mcr(p):
+            layer.weight[...] = w0 * to_mask(p)
+            e = float((rest(fv).argmax(1) != yv).mean())
+            layer.weight[...] = w0
+            return e
+
+        return an.particle_filter(n_units, n_keep, mcr, rng, parts, iters, swaps=swaps)["best"]
+
+    def cmask2(p):
+        return an.channel_mask(model[2].weight.shape, p)
+
+    def cmask5(p):  # fc1 weight (500, 800) seen as (500, 50, 4, 4): whole input maps
+        w = model[5].weight
+        return an.channel_mask((w.shape[0], 50, 4, 4), p).reshape(w.shape)
+
+    def kmask(p):
+        return an.kernel_mask(model[2].weight.shape, p)
+
+    keep = search(2, model[2].weight.shape[1], 10, cmask2, 1)
+    prune_plan(model, {"0": np.flatnonzero(keep)}, shape)
+    keep = search(5, 50, 25, cmask5, 2)
+    prune_plan(model, {"2": np.flatnonzero(keep)}, shape)
+    co, ci = model[2].weight.shape[:2]
+    best = search(2, co * ci, (co * ci) // 2, kmask, max(1, co * ci // 50))
+    apply_masks(model, {"2.weight": kmask(best).astype(model[2].weight.dtype)})
+    return retrain(model, data, rng, 1, n=1500 if data.quick else 6000)
+
+
 if __name__ == "__main__":
     main()

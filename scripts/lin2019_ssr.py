@@ -105,5 +105,32 @@ def main(dataset, data_dir, seed, run_dir, smoke, arch, reg, lam, n_train, epoch
     click.echo(f"removed {removed}; group-Lasso smallest relative norms {gl_rel}; results in {out}")
 
 
+def demo(model, data, rng):
+    """The demo's budget on the trained LeNet-5: AULM with the l2,0 regulariser on the conv1 and conv2 filters
+    (one solver per layer, lambda 0.3 / 0.25, rho 1: a filter survives iff ||W_g + U_g||^2 > 2 lambda / rho),
+    W-step (A1) + V-step (A2) + multiplier step (A3) after every SGD step for 1 epoch on 6k images (lr 0.01,
+    no weight decay); the filters with V_g = 0 are removed with their maps and the next layer's kernels
+    (``finalize``), then 1 epoch of fine-tuning on 4k images."""
+    from methods.pruning.common import train_epochs
+    from nn.optim import SGD
+    from scripts.compare import retrain
+    shape = data.input_shape
+    solvers = [AULM(model, [layer], shape, lam, 1.0, "l20") for layer, lam in (("0", 0.3), ("2", 0.25))]
+
+    def step():
+        for s in solvers:
+            s.add_penalty_grad()
+        opt.step()
+        for s in solvers:
+            s.update()
+
+    x, y = data.subset(6000)
+    opt = SGD(model, lr=0.01, momentum=0.9, weight_decay=0.0)
+    train_epochs(model, opt, x, y, data.epochs(1), 64, rng, step=step)
+    plan = {k: v for s in solvers for k, v in s.plan().items()}
+    finalize(model, plan, shape)
+    return retrain(model, data, rng, 1, n=1000 if data.quick else 4000)
+
+
 if __name__ == "__main__":
     main()
