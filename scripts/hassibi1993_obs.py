@@ -100,5 +100,41 @@ def main(dataset, data_dir, seed, run_dir, smoke, threads) -> None:
         run(cfg, data_dir, seed, run_dir)
 
 
+def demo(model, data, rng):
+    """The demo's budget on the trained LeNet-5: OBS on the fully connected layers, the conv part a fixed feature
+    extractor (its 800 features computed once for 10k images). Adaptation: the full inverse Hessian of all fc
+    weights (405k) is unaffordable, so each layer uses the paper's outer-product Hessian of one linear unit,
+    H = (1/P) sum_k X_k X_k^T + alpha I with X_k = d a_i / d w_i = the layer's input for pattern k (the same
+    for every output row i; P = 2000 images), inverted by the paper's recursion (``inverse_hessian``).
+    fc2 "7" (10 rows x 500 weights): full OBS per output row, 70% of each row deleted one weight at a time with
+    the saliency L_q = w_q^2 / (2 [H^-1]_qq), the correction dw = -(w_q / [H^-1]_qq) H^-1 e_q of the remaining
+    weights and the Schur update of H^-1 -- no retraining. fc1 "5" (500 rows x 800): sequential OBS would take
+    ~6 s per row (~50 min), so its 92% lowest first-deletion OBS saliencies L_q are deleted at once (the
+    diagonal special case ``obd_prune`` with h = 1 / diag(H^-1)), without the correction, then the fc head is
+    retrained 1 epoch on the cached features (before fc2's H is taken). The convolutions are kept dense."""
+    from scripts.lecun1989_obd import fc_features, retrain_head
+    x, y = data.subset(10000)
+    feats = fc_features(model, x).astype(np.float64)  # (N, 800)
+    head = model[5:]  # Sequential(Linear(800, 500), ReLU, Linear(500, 10)), shares the modules
+    n_h, alpha = min(2000, len(x)), 1e-4
+    fc1, fc2 = model[5], model[7]
+    hinv = obs.inverse_hessian(feats[:n_h], n_h, alpha)  # (800, 800)
+    w1 = obs.obd_prune(fc1.weight.ravel(), np.tile(1.0 / np.diag(hinv), fc1.weight.shape[0]),
+                       round(0.92 * fc1.weight.size))
+    common.apply_masks(model, {"5.weight": (w1 != 0).reshape(fc1.weight.shape).astype(fc1.weight.dtype)})
+    retrain_head(head, feats.astype(x.dtype), y, rng, data.epochs(1))
+    hid = head[:2](feats[:n_h].astype(x.dtype)).astype(np.float64)  # (P, 500): fc2's input
+    hinv = obs.inverse_hessian(hid, n_h, alpha)  # (500, 500)
+    k = round((0.5 if data.quick else 0.7) * fc2.weight.shape[1])
+    mask = np.ones_like(fc2.weight)
+    for i in range(fc2.weight.shape[0]):
+        w, order, _ = obs.obs_prune(fc2.weight[i], hinv, k)
+        fc2.weight[i] = w
+        mask[i, order] = 0
+    common.apply_masks(model, {"7.weight": mask})
+    model.eval()
+    return model
+
+
 if __name__ == "__main__":
     main()

@@ -120,5 +120,37 @@ def main(dataset, data_dir, seed, run_dir, smoke, epochs, threads) -> None:
         run(cfg, data_dir, seed, run_dir)
 
 
+def fc_features(model, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
+    """LeNet-5's conv part (children "0".."4", eval mode) as a fixed feature extractor: (N, 1, 28, 28) -> (N, 800)."""
+    convs = model[:5]  # shares the modules
+    convs.eval()
+    return np.concatenate([convs(x[s:s + batch_size]) for s in range(0, len(x), batch_size)])
+
+
+def retrain_head(head, feats: np.ndarray, y: np.ndarray, rng, epochs: int = 1, lr: float = 0.005) -> None:
+    """The demo's fine-tuning (SGD momentum 0.9, weight decay 5e-4, batch 64), on cached fc-head features."""
+    from nn.optim import SGD
+    common.train_epochs(head, SGD(head, lr=lr, momentum=0.9, weight_decay=5e-4), feats, y, epochs, 64, rng)
+
+
+def demo(model, data, rng):
+    """The demo's budget on the trained LeNet-5: OBD on the fully connected layers fc1 "5" and fc2 "7" (93% of
+    the weights), the conv part a fixed feature extractor whose 800 features are computed once for 10k images.
+    Adaptation: the paper's second-derivative back-propagation (Eqs. (5)-(6), Gauss-Newton, softmax
+    cross-entropy boundary) runs on the fc head only, h_kk averaged over 2000 images; saliencies
+    s_k = h_kk u_k^2 / 2 ranked globally over fc1+fc2; the paper's procedure (delete the lowest, retrain,
+    iterate) in 2 rounds, 80% then 92% of the fc weights deleted, each followed by 1 epoch of fc-head
+    retraining on the 10k cached features. The convolutions are kept dense."""
+    x, y = data.subset(10000)
+    feats = fc_features(model, x)  # (N, 800)
+    head = model[5:]  # Sequential(Linear(800, 500), ReLU, Linear(500, 10)), shares the modules
+    names = {"0.weight": "5.weight", "2.weight": "7.weight"}  # head name -> model name
+    for ratio in (0.8, 0.92):
+        masks = obd.obd_masks(head, feats[:2000], ratio)
+        common.apply_masks(model, {names[n]: m for n, m in masks.items()})
+        retrain_head(head, feats, y, rng, data.epochs(1))
+    return model
+
+
 if __name__ == "__main__":
     main()

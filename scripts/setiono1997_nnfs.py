@@ -76,5 +76,34 @@ def main(dataset, data_dir, seed, run_dir, smoke):
     click.echo(f"results in {out}")
 
 
+def demo(model, data, rng):
+    """The demo's budget on the trained LeNet-5. Adaptation: NNFS selects the input features of a one-hidden-layer
+    network; LeNet-5's fc head (fc1 "5", ReLU, fc2 "7") is that network and its 800 inputs, computed once by the
+    fixed conv part for 10k images, are the features, grouped by conv2 channel (16 per channel), so that
+    removing a feature = removing a conv2 filter (structural). Sec. II: 1 epoch of head training with the penalty
+    P(w) (eps1 0.1, eps2 1e-4, beta 10, lr 0.005) on 4000 images; Sec. III backward elimination: each step cuts
+    off the channel whose removal costs least validation accuracy (1000 held-out images of the 10k, no
+    retraining), then retrains the head 1 epoch on 2000 images; removals are accepted while the accuracy stays
+    within 1.5 points of the full head's, at most 25 of the 50 channels (time budget; 5 in quick mode). The
+    removed conv2 filters and their fc1 columns are then cut out by surgery."""
+    from methods.pruning.common import remove_masks
+    from methods.pruning.surgery import prune_channels
+    from scripts.lecun1989_obd import fc_features
+    x, y = data.subset(10000)
+    feats = fc_features(model, x)  # (N, 800) = (N, C*4*4), channel-major (NCHW flatten)
+    head = model[5:]  # the one-hidden-layer network: Sequential(Linear(800, 500), ReLU, Linear(500, 10))
+    n_ch = model[2].weight.shape[0]
+    per = feats.shape[1] // n_ch
+    groups = [np.arange(c * per, (c + 1) * per) for c in range(n_ch)]
+    n_val = len(x) // 10
+    xv, yv = feats[-n_val:], y[-n_val:]
+    kw = {"lr": 0.005, "eps1": 0.1, "eps2": 1e-4, "beta": 10.0}
+    fs.train(head, feats[:4000], y[:4000], data.epochs(1), rng, **kw)
+    res = fs.backward_elimination(head, feats[:2000], y[:2000], xv, yv, 0.015, 1, rng, groups=groups,
+                                  max_removed=5 if data.quick else 25, **kw)
+    remove_masks(model)
+    return prune_channels(model, "2", np.array(res["kept"]), data.input_shape)
+
+
 if __name__ == "__main__":
     main()

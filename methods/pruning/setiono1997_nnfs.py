@@ -107,8 +107,8 @@ def input_mask(model: Module) -> np.ndarray:
     return np.ones(first.weight.shape[1]) if m is None else (m.sum(axis=0) > 0).astype(float)
 
 
-def remove_input(model: Module, k: int) -> None:
-    """Prune input k: mask column k of the first layer's weight."""
+def remove_input(model: Module, k) -> None:
+    """Prune input k (an int, or an index array for a group of inputs): mask column(s) k of the first layer."""
     first = model[0]
     m = dict(first.named_masks()).get("weight")
     m = np.ones_like(first.weight) if m is None else m.copy()
@@ -117,28 +117,35 @@ def remove_input(model: Module, k: int) -> None:
 
 
 def backward_elimination(model: Module, x: np.ndarray, y: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
-                         tolerance: float, retrain_epochs: int, rng: np.random.Generator, **train_kw) -> dict:
+                         tolerance: float, retrain_epochs: int, rng: np.random.Generator,
+                         groups: list[np.ndarray] | None = None, max_removed: int | None = None,
+                         **train_kw) -> dict:
     """Sec. III: remove inputs one at a time while the retrained accuracy stays within ``tolerance``.
 
     ``model`` must be trained already (with the penalty); it is left with the accepted inputs only.
-    Returns {"removed": inputs in removal order, "kept": remaining inputs, "history": one row per step}.
+    ``groups`` (optional): index arrays of inputs removed together as one feature (e.g. the flattened outputs
+    of one conv channel); the returned indices are then group indices. ``max_removed`` caps the accepted
+    removals (a time budget). Returns {"removed": inputs in removal order, "kept": remaining inputs,
+    "history": one row per step}.
     """
+    if groups is None:
+        groups = [np.array([k]) for k in range(model[0].weight.shape[1])]
     acc_full = _accuracy(model, x_val, y_val)
     history = [{"step": 0, "removed": None, "acc_without": None, "acc_retrained": acc_full}]
     removed = []
-    while input_mask(model).sum() > 1:
-        alive = np.flatnonzero(input_mask(model))
+    while len(_alive_groups(model, groups)) > 1 and (max_removed is None or len(removed) < max_removed):
+        alive = _alive_groups(model, groups)
         w1 = model[0].weight
         scores = []
         for k in alive:  # accuracy with input k cut off, no retraining
-            saved = w1[:, k].copy()
-            w1[:, k] = 0
+            saved = w1[:, groups[k]].copy()
+            w1[:, groups[k]] = 0
             scores.append(_accuracy(model, x_val, y_val))
-            w1[:, k] = saved
+            w1[:, groups[k]] = saved
         k = int(alive[int(np.argmax(scores))])
         state = {n: v.copy() for n, v in model.state_dict().items()}
         masks = {n: m.copy() for n, m in model.named_masks()}
-        remove_input(model, k)
+        remove_input(model, groups[k])
         train(model, x, y, retrain_epochs, rng, **train_kw)
         acc = _accuracy(model, x_val, y_val)
         history.append({"step": len(removed) + 1, "removed": k, "acc_without": float(max(scores)),
@@ -150,5 +157,11 @@ def backward_elimination(model: Module, x: np.ndarray, y: np.ndarray, x_val: np.
             break
         history[-1]["accepted"] = True
         removed.append(k)
-    return {"removed": removed, "kept": np.flatnonzero(input_mask(model)).tolist(), "history": history,
+    return {"removed": removed, "kept": [int(k) for k in _alive_groups(model, groups)], "history": history,
             "acc_full": acc_full}
+
+
+def _alive_groups(model: Module, groups: list[np.ndarray]) -> np.ndarray:
+    """Indices of the groups with at least one input still connected."""
+    m = input_mask(model)
+    return np.array([k for k, g in enumerate(groups) if m[g].any()], dtype=int)
