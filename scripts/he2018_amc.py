@@ -86,5 +86,23 @@ def main(dataset, data_dir, seed, run_dir, smoke, n_train, epochs, arch, budget,
     click.echo(f"results in {out}")
 
 
+def demo(model, data, rng):
+    """The demo's budget on the trained LeNet-5: AMC's resource-constrained search (Algorithm 1, DDPG agent of
+    Sec. 3.4, state Eq. (1), action wall) for the preserve ratios of conv1's filters, conv2's filters and fc1's
+    neurons under a 50% conv/linear MAC budget, with a tiny search: 16 episodes (8 random warm-up ones), reward
+    = accuracy without fine-tuning on the last 1,000 training images (the baseline saw them, but nothing else in
+    the demo does: the reconstruction uses the first 1,000 images), each policy pruned by sum |W| with a
+    least-squares refit; the best policy is applied and the net retrained 1 epoch on 6k images."""
+    from nn.train import evaluate
+    from scripts.compare import retrain
+    n_val = 300 if data.quick else 1000
+    xv, yv = data.x_train[-n_val:], data.y_train[-n_val:]
+    x_cal, _ = data.subset(1000 if not data.quick else 300)
+    cfg = amc.SearchCfg(episodes=8 if data.quick else 16, warmup=4 if data.quick else 8, batch_size=8)
+    res = amc.search(model, data.input_shape, 0.5, lambda m: evaluate(m, xv, yv)[1], x_cal, rng, cfg)
+    pruned = amc.prune_with_ratios(model, res["layers"], res["counts"], res["reg"], data.input_shape)
+    return retrain(pruned, data, rng, 1, n=6000)
+
+
 if __name__ == "__main__":
     main()

@@ -82,5 +82,22 @@ def main(dataset, data_dir, seed, run_dir, smoke, n_train, epochs):
     click.echo(f"results in {out}")
 
 
+def demo(model, data, rng):
+    """The demo's budget on the trained LeNet-5: DCP (Algorithms 1-2, joint loss Eq. (5) with lambda = 1) keeps
+    50% of conv2's input channels (conv1 filters), 50% of fc1's input channels (conv2 filters, 4x4 blocks after
+    Flatten) and 30% of fc2's inputs (fc1 neurons), greedily selected on 1,000 training images (5 channels per
+    iteration, 8 SGD steps of batch 128 each); stage 1 ends after conv2's pooling with an auxiliary head (global
+    average pooling + Linear(50, 10), Eq. (2)) fitted 1 epoch on the frozen baseline, stage 2 ends at the
+    network's own loss; the channels are then removed (surgery) and the net retrained 1 epoch on 6k images."""
+    from scripts.compare import retrain
+    x, y = data.subset(500 if data.quick else 1000)
+    keep = {"2": 0.5, "5": 0.5, "7": 0.3}
+    stages = {"2": 4, "5": len(model), "7": len(model)}  # stage 1 = conv1 .. pool2, stage 2 = the rest
+    heads = {"2": dcp.train_aux_head(model, 4, x, y, rng, epochs=1), "5": None, "7": None}
+    sel = {"step": 10, "sgd_steps": 3} if data.quick else {"step": 5, "sgd_steps": 8}
+    pruned, _ = dcp.dcp_prune(model, data.input_shape, keep, stages, heads, x, y, 1.0, rng, batch_size=128, **sel)
+    return retrain(pruned, data, rng, 1, n=6000)
+
+
 if __name__ == "__main__":
     main()
