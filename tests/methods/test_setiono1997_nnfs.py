@@ -56,6 +56,23 @@ def test_backward_elimination_removes_the_noise_inputs(fmnist):
     assert acc_sel >= acc_full - 0.03
 
 
+def test_backward_elimination_removes_whole_groups_up_to_max_removed():
+    """Input groups (e.g. the flattened outputs of one conv channel) are removed together; max_removed caps it.
+    Groups 1 and 3 carry no signal (zero inputs), so they are the ones removed first."""
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((600, 8)).astype(np.float32)
+    x[:, 2:4] = 0
+    x[:, 6:8] = 0
+    y = (x[:, 0] + x[:, 4] > 0).astype(np.int64)
+    groups = [np.arange(2 * g, 2 * g + 2) for g in range(4)]
+    model = fs.mlp(8, 6, 2, rng)
+    fs.train(model, x[:400], y[:400], 3, rng)
+    res = fs.backward_elimination(model, x[:400], y[:400], x[400:], y[400:], 0.05, 1, rng, groups=groups,
+                                  max_removed=2)
+    assert sorted(res["removed"]) == [1, 3] and res["kept"] == [0, 2]
+    assert fs.input_mask(model).tolist() == [1, 1, 0, 0, 1, 1, 0, 0]
+
+
 def test_script_smoke(tmp_path):
     import json
 
