@@ -16,6 +16,9 @@ Implements
   the last accepted set (``backward_elimination``).
 * Removal is pruning: the input's column of the first layer's weight is masked to zero (``Module.set_mask``),
   so the retrained network never uses it again.
+* Optional input groups (``groups``): several inputs that form one feature (e.g. the flattened outputs of one
+  conv channel feeding a fully connected head) are scored and removed together; ``max_removed`` caps the
+  number of accepted removals (a time budget).
 
 Deviations
 ----------
