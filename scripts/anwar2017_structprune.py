@@ -169,9 +169,9 @@ def demo(model, data, rng):
     keep = search(5, 50, 25, cmask5, 2)
     prune_plan(model, {"2": np.flatnonzero(keep)}, shape)
     co, ci = model[2].weight.shape[:2]
-    best = search(2, co * ci, (co * ci) // 2, kmask, max(1, co * ci // 50))
+    best = search(2, co * ci, round(0.6 * co * ci), kmask, max(1, co * ci // 50))
     apply_masks(model, {"2.weight": kmask(best).astype(model[2].weight.dtype)})
-    return retrain(model, data, rng, 1, n=1500 if data.quick else 6000)
+    return retrain(model, data, rng, 1, n=1500 if data.quick else 10000)
 
 
 if __name__ == "__main__":

@@ -107,7 +107,7 @@ def main(dataset, data_dir, seed, run_dir, smoke, arch, reg, lam, n_train, epoch
 
 def demo(model, data, rng):
     """The demo's budget on the trained LeNet-5: AULM with the l2,0 regulariser on the conv1 and conv2 filters
-    (one solver per layer, lambda 0.3 / 0.25, rho 1: a filter survives iff ||W_g + U_g||^2 > 2 lambda / rho),
+    (one solver per layer, lambda 0.36 / 0.33, rho 1: a filter survives iff ||W_g + U_g||^2 > 2 lambda / rho),
     W-step (A1) + V-step (A2) + multiplier step (A3) after every SGD step for 1 epoch on 6k images (lr 0.01,
     no weight decay); the filters with V_g = 0 are removed with their maps and the next layer's kernels
     (``finalize``), then 1 epoch of fine-tuning on 4k images."""
@@ -115,7 +115,7 @@ def demo(model, data, rng):
     from nn.optim import SGD
     from scripts.compare import retrain
     shape = data.input_shape
-    solvers = [AULM(model, [layer], shape, lam, 1.0, "l20") for layer, lam in (("0", 0.3), ("2", 0.25))]
+    solvers = [AULM(model, [layer], shape, lam, 1.0, "l20") for layer, lam in (("0", 0.36), ("2", 0.33))]
 
     def step():
         for s in solvers:

@@ -98,38 +98,31 @@ def main(dataset, data_dir, seed, run_dir, smoke, arch, lam, percent, n_train, e
 def insert_batchnorm(model, x: np.ndarray):
     """LeNet-5 with a BatchNorm after conv1 ("0"), conv2 ("2") and fc1 ("5"), computing the same eval function.
 
-    Each BatchNorm's running statistics are the mean mu and variance var of its input on ``x``; its scale gamma
-    starts at 1 (as in the paper, so one global |gamma| threshold compares like with like) and the standard
-    deviation s = sqrt(var + eps) is folded into the next layer: its weights reading channel c are multiplied
-    by s_c and its bias absorbs the mean (conv BNs: beta = 0, bias += sum W[:, c] mu_c; fc1's BN sits before
-    the ReLU, so beta = mu / s there and ReLU(x / s) = ReLU(x) / s). Returns the new Sequential (same modules).
+    Each BatchNorm's running statistics are the mean mu and variance var of its input on ``x``; with
+    s = sqrt(var + eps) and S the layer's mean s, it starts as y -> y / S in eval mode (gamma = s / S,
+    beta = mu / S) and the next layer's weights are multiplied by S (S > 0 commutes with max-pooling and ReLU).
+    So gamma is the channel's standard deviation, the scale a BatchNorm network would carry for it, relative to
+    its layer (the paper starts every gamma at the same value, so one global threshold compares like with
+    like). Returns the new Sequential (the same layer objects).
     """
     from nn.containers import Sequential
     from nn.norm import BatchNorm1d, BatchNorm2d
     m = list(model)  # conv1, pool, conv2, pool, flatten, fc1, relu, fc2
     model.eval()
-    acts = {}
-    h = x
+    bns, h = {}, x
     for i, layer in enumerate(m):
         h = layer(h)
         if i in (0, 2, 5):
-            acts[i] = h
-    bns = {}
-    for i, nxt in ((0, 2), (2, 5), (5, 7)):
-        a = acts[i].astype(np.float64)
-        ax = (0, 2, 3) if a.ndim == 4 else (0,)
-        mu, var = a.mean(axis=ax), a.var(axis=ax)
-        bn = (BatchNorm2d if a.ndim == 4 else BatchNorm1d)(len(mu))
-        bn.running_mean, bn.running_var = mu.astype(np.float32), var.astype(np.float32)
-        s = np.sqrt(var + bn.eps)
-        w = m[nxt].weight
-        wc = w.reshape(w.shape[0], len(mu), -1).astype(np.float64)  # (Co, C, kH*kW or 16 or 1)
-        if i == 5:
-            bn.bias[...] = mu / s
-        else:
-            m[nxt].bias += (wc.sum(axis=2) @ mu).astype(w.dtype)  # (Co,) = (Co, C) @ (C,)
-        w[...] = (wc * s[None, :, None]).reshape(w.shape)
-        bns[i] = bn
+            a = h.astype(np.float64)
+            ax = (0, 2, 3) if a.ndim == 4 else (0,)
+            mu, var = a.mean(axis=ax), a.var(axis=ax)
+            bn = (BatchNorm2d if a.ndim == 4 else BatchNorm1d)(len(mu), dtype=h.dtype)
+            bn.running_mean, bn.running_var = mu.astype(h.dtype), var.astype(h.dtype)
+            sd = np.sqrt(var + bn.eps)
+            bn.weight[...], bn.bias[...] = sd / sd.mean(), mu / sd.mean()
+            m[{0: 2, 2: 5, 5: 7}[i]].weight *= np.asarray(sd.mean(), h.dtype)
+            bns[i] = bn
+            h = bn(h)  # y / S: what the next layer, its weights now times S, reads
     return Sequential(m[0], bns[0], m[1], m[2], bns[2], m[3], m[4], m[5], bns[5], m[6], m[7])
 
 
@@ -142,11 +135,11 @@ def demo(model, data, rng):
     from scripts.compare import retrain
     x, _ = data.subset(2000)
     model = insert_batchnorm(model, x)
-    retrain(model, data, rng, 1, lr=0.005, n=8000,
+    retrain(model, data, rng, 1, lr=0.005, n=1500 if data.quick else 8000,
             step=lambda opt: (add_bn_l1_subgradient(model, 0.02), opt.step()))
     plan, _ = slimming_plan(model, 0.6, data.input_shape)
     prune_plan(model, plan, data.input_shape)
-    return retrain(model, data, rng, 1, n=4000)
+    return retrain(model, data, rng, 1, n=1000 if data.quick else 4000)
 
 
 if __name__ == "__main__":
