@@ -24,6 +24,8 @@ Deviations
   responses); the classifier itself sees the full pooled maps of the kept channels.
 * The SVM is linear (squared hinge, primal Newton), not a kernel SVM; the Bayes classifier shares one
   (shrunk) covariance between the classes, which makes it linear, a simplification of per-class covariances.
+* The top layer may also be a fully connected layer (its neurons are the channels) and back-tracking may go
+  through a Flatten into the conv below it (a conv channel = its H*W inputs of the linear layer).
 * Back-tracking keeps a fixed number of filters per lower layer (the paper removes filters with weak or no
   connection to the kept ones; a count makes runs comparable).
 * Reproduction on a 2-class subset of Fashion-MNIST with a small CNN, not VGG-16 on LFW/CelebA gender.
@@ -34,7 +36,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from methods.pruning.surgery import capture, next_consumer, prune_plan
+from methods.pruning.surgery import capture, next_consumer, prune_plan, trace
 from nn.containers import Sequential
 from nn.linear import Linear
 from nn.module import Module
@@ -65,10 +67,12 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     return np.sort(np.argsort(-scores, kind="stable")[:k])
 
 
-def backtrack_scores(next_weight: np.ndarray, keep_next: np.ndarray) -> np.ndarray:
-    """s_c = sum_{j in keep_next} ||W_next[j, c]||_1 for every input channel c of a conv (Co, Ci, kH, kW)."""
-    w = np.abs(next_weight[keep_next].astype(np.float64))  # (K, Ci, kH, kW)
-    return w.reshape(w.shape[0], w.shape[1], -1).sum(axis=(0, 2))
+def backtrack_scores(next_weight: np.ndarray, keep_next: np.ndarray, channels: int | None = None) -> np.ndarray:
+    """s_c = sum_{j in keep_next} ||W_next[j, c]||_1 for every input channel c of a conv (Co, Ci, kH, kW), or of
+    a linear layer after a Flatten, (O, channels * H * W), when ``channels`` is given (each channel = H*W inputs)."""
+    w = np.abs(next_weight[keep_next].astype(np.float64))  # (K, Ci, kH, kW) or (K, channels * H * W)
+    c = w.shape[1] if channels is None else channels
+    return w.reshape(w.shape[0], c, -1).sum(axis=(0, 2))  # (K, C, kH*kW or H*W) -> (C,)
 
 
 def channel_features(model: Module, layer: str, x: np.ndarray) -> np.ndarray:
@@ -139,6 +143,22 @@ def features_of(model: Sequential, last: str) -> Sequential:
     return Sequential(*[m for n, m in model.named_children()][:names.index(last) + 1])
 
 
+def _consumer(model: Module, low: str, input_shape: tuple[int, ...]) -> str:
+    """The conv/linear layer reading ``low``'s channels: ``surgery.next_consumer``, or else the single linear layer
+    that reads all of them through a Flatten (channel-major: a channel = H*W consecutive inputs)."""
+    try:
+        return next_consumer(model, low, input_shape)
+    except ValueError:
+        t = trace(model, input_shape)
+        node = t.node(low)
+        cls = set(t.classes(node.out_atoms).tolist())
+        readers = [n for n in t.nodes if n.kind in ("conv", "gconv", "dwconv", "linear") and n is not node
+                   and set(t.classes(n.in_atoms).tolist()) & cls]
+        if len(readers) != 1 or readers[0].kind != "linear" or set(t.classes(readers[0].in_atoms).tolist()) != cls:
+            raise
+        return readers[0].name
+
+
 def lda_prune(model: Sequential, top: str, keep_top: int, backtrack: dict[str, int], feature_end: str,
               x: np.ndarray, y: np.ndarray, input_shape: tuple[int, ...], n_classes: int,
               summary: str | None = None, scores: str = "lda", head: str = "svm",
@@ -173,10 +193,11 @@ def lda_prune(model: Sequential, top: str, keep_top: int, backtrack: dict[str, i
     plan = {top: top_k(j, keep_top)}
     mods = dict(net.named_modules())
     for low in sorted(backtrack, key=lambda n: -[k for k, _ in net.named_children()].index(n)):
-        up = next_consumer(net, low, input_shape)
+        up = _consumer(net, low, input_shape)
         if up not in plan:
             raise ValueError(f"tian2017_ldaprune: back-track {low!r} after its consumer {up!r}")
-        s = backtrack_scores(mods[up].weight, plan[up]) if scores == "lda" else rng.random(mods[low].weight.shape[0])
+        c = mods[low].weight.shape[0]
+        s = backtrack_scores(mods[up].weight, plan[up], c) if scores == "lda" else rng.random(c)
         plan[low] = top_k(s, backtrack[low])
     prune_plan(net, plan, input_shape)
     feats = features_of(net, feature_end)

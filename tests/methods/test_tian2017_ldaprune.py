@@ -36,6 +36,9 @@ def test_fisher_ratio_golden():
     w = np.zeros((3, 2, 1, 1))
     w[0, 0], w[1, 1], w[2, 1] = 5.0, -1.0, 2.0
     assert np.allclose(backtrack_scores(w, np.array([1, 2])), [0.0, 3.0])  # filter 0 only feeds a removed one
+    lin = np.zeros((2, 2 * 3))  # a linear layer after Flatten of 2 channels x 3 positions: columns c*3 + p
+    lin[1, 0], lin[1, 4], lin[0, 5] = -2.0, 1.0, 7.0
+    assert np.allclose(backtrack_scores(lin, np.array([1]), channels=2), [2.0, 1.0])  # neuron 0 removed
 
 
 def test_heads_golden(rng):
