@@ -91,12 +91,13 @@ def demo(model, data, rng):
     proximal step after every SGD step for 1 epoch on 6k images (lr 0.01; lambda 0.1 on the conv groups, 0.3 on
     fc1's rows, 0.25 on fc2's columns). The groups that reached exactly zero are removed by surgery (a zero
     filter, or a zero channel of the next layer, removes the neuron/map): in one epoch these are fc2 columns,
-    i.e. fc1 neurons; the conv groups shrink but do not reach zero. Then 1 epoch of fine-tuning on 4k images."""
+    i.e. fc1 neurons; the conv groups shrink but do not reach zero. Then 1 epoch of fine-tuning on 4k images.
+    The quick budget (1500 images) multiplies lambda by 4: the same total shrinkage lr * lambda * steps."""
     from scripts.compare import retrain
-    lr = 0.01
-    groups = {("0", "filter"): 0.1, ("2", "channel"): 0.1, ("2", "filter"): 0.1, ("5", "filter"): 0.3,
-              ("7", "channel"): 0.25}
-    retrain(model, data, rng, 1, lr=lr, n=1500 if data.quick else 6000,
+    lr, n = 0.01, 1500 if data.quick else 6000
+    groups = {k: lam * 6000 / n for k, lam in {("0", "filter"): 0.1, ("2", "channel"): 0.1, ("2", "filter"): 0.1,
+                                                 ("5", "filter"): 0.3, ("7", "channel"): 0.25}.items()}
+    retrain(model, data, rng, 1, lr=lr, n=n,
             step=lambda opt: (opt.step(), group_prox(model, groups, lr)))
     model = remove_zero_groups(model, ["0", "2", "5"], data.input_shape)
     return retrain(model, data, rng, 1, n=1000 if data.quick else 4000)
