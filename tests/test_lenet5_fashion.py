@@ -66,15 +66,25 @@ def test_demo_cli_smoke(tmp_path):
     assert {"comparison.md", "comparison.csv", "comparison.json", "comparison.png"} <= {p.name for p in cmp_dir.iterdir()}
     rows = {r["method"]: r for r in json.loads((cmp_dir / "comparison.json").read_text())}
     from scripts.compare import METHODS
-    assert set(rows) == {"baseline"} | {m[0] for m in METHODS}
-    measured = [r for r in rows.values() if "test_acc" in r and r["method"] != "baseline"]
-    assert len(measured) >= 6 and not any("FAILED" in str(r.get("note")) for r in rows.values()), rows
+    assert len(METHODS) == 21 and set(rows) == {"baseline", *METHODS}  # every pruning paper of issue 4
+    failed = {m: r.get("note") for m, r in rows.items() if "test_acc" not in r or r.get("note")}
+    assert not failed, failed
+    measured = [r for r in rows.values() if r["method"] != "baseline"]
     base = rows["baseline"]
     for r in measured:  # every method really compressed: fewer nonzeros or fewer MACs, and the file on disk shrank
         assert r["nonzeros"] < base["nonzeros"] or r["MACs"] < base["MACs"], r
         assert r["bytes_on_disk"] < base["bytes_on_disk"], r
     han = rows["han2015_prune"]
     assert han["kind"] == "sparse (CSR)" and han["compression"] > 10 and han["disk_ratio"] > 4, han
+    # The comparison alone, on the finished run: a subset of methods, same rows as the demo's (same seeds).
+    out = CliRunner().invoke(cli, ["compare", str(run_dir), "--quick", "--method", "li2017_l1filter",
+                                   "--out", str(tmp_path / "again")])
+    assert out.exit_code == 0, out.output + repr(out.exception)
+    again = {r["method"]: r for r in json.loads((tmp_path / "again" / "comparison.json").read_text())}
+    assert set(again) == {"baseline", "li2017_l1filter"}
+    assert again["li2017_l1filter"]["test_acc"] == rows["li2017_l1filter"]["test_acc"]
+    out = CliRunner().invoke(cli, ["compare", str(run_dir), "--method", "nonexistent2099"])
+    assert out.exit_code == 1 and "unknown method 'nonexistent2099'" in out.output, out.output
 
 
 def test_cli_errors(tmp_path):
