@@ -129,7 +129,8 @@ def insert_batchnorm(model, x: np.ndarray):
 def demo(model, data, rng):
     """The demo's budget on the trained LeNet-5. Adaptation: LeNet-5 has no BatchNorm, so one is inserted after
     conv1, conv2 and fc1 without changing the function (``insert_batchnorm``: statistics of 2000 training
-    images, gamma = 1, the standard deviation folded into the next layer). Then Eq. (1): 1 epoch on 8k images
+    images; gamma = the channel's standard deviation over its layer's mean one, which is folded into the next
+    layer, so every layer's gammas start around 1 as in the paper). Then Eq. (1): 1 epoch on 8k images
     with the L1 subgradient lambda = 0.02 on every gamma; Sec. 4.2: one global |gamma| threshold removes 60%
     of the 570 channels (surgery); 1 epoch of fine-tuning on 4k images. The deployed model keeps its BNs."""
     from scripts.compare import retrain
