@@ -78,11 +78,11 @@ def main(dataset, data_dir, seed, run_dir, smoke, ratio, n_train, epochs):
 def demo(model, data, rng):
     """The demo's budget on the trained LeNet-5: remove 75% of conv1's filters (15 of 20), chosen by greedy
     backward elimination under the multi-loss criterion L(S) = L_rec + alpha * L_dist + beta * L_cls (alpha = beta
-    = 1; L_rec on conv2's output) on 150 training images with the baseline as the reference, refit conv2 by least
+    = 1; L_rec on conv2's output) on 100 training images with the baseline as the reference, refit conv2 by least
     squares on 3,000 sampled output positions, then retrain 1 epoch on 6k images (quick: 32 images, 1,000
     positions)."""
     from scripts.compare import retrain
-    xs, ys = data.subset(32 if data.quick else 150)
+    xs, ys = data.subset(32 if data.quick else 100)
     reference = copy.deepcopy(model)
     mlcp_prune(model, "0", xs, ys, 0.75, data.input_shape, n_samples=1000 if data.quick else 3000, rng=rng,
                reference=reference)
