@@ -4,12 +4,12 @@
     python -m scripts.lwnn demo --full     # longer baseline training and retraining
 
 A LeNet-5 (Caffe variant) is trained on Fashion-MNIST; each method of ``METHODS`` then compresses a copy of it
-with the small, fixed budget written in its entry, and every result goes through the same measurement code:
+with the small, fixed budget written in its script, and every result goes through the same measurement code:
 test accuracy and its change, parameters, nonzero weights, bytes on disk (the HDF5 checkpoint of the *deployed*
-model: CSR arrays for the layers of an unstructured-pruned model that are at least half zeros, a smaller dense model for structured pruning), MACs, and measured
-batch-1 / batch-64 latency with the speed-up over the baseline. The table is printed and written to the run
-folder (``comparison.md``, ``comparison.csv``, ``comparison.json``) with ``comparison.png`` (accuracy against
-compression).
+model: CSR arrays for the layers of an unstructured-pruned model that are at least half zeros, a smaller dense
+model for structured pruning), MACs, and batch-1 / batch-64 latency with the speed-up over the baseline
+(alternating samples of both models). The table is printed and written to the run folder (``comparison.md``,
+``comparison.csv``, ``comparison.json``) with ``comparison.png`` (accuracy against compression).
 
 Each paper's script owns its demo budget: ``scripts/<paper_id>.py`` defines ``demo(model, data, rng)``, which
 receives a deep copy of the trained baseline and a ``DemoData`` and returns the compressed model. It may mask it
