@@ -1,7 +1,9 @@
 """Soft Filter Pruning on real Fashion-MNIST, continuing the trained small CNN for 2 epochs with 25% of each
 conv layer's filters zeroed after every epoch: zeroed filters keep training (some grow back and the selected
 set can change), exactly 25% are zero at the end, surgery removes them (fewer MACs, lower measured latency)
-and accuracy stays within 3 points of the baseline (no fine-tuning after the removal)."""
+and accuracy stays within 3 points of the baseline (no fine-tuning after the removal). The 2 epochs run on 6000
+images at lr 0.005, a tenth of the baseline's: at lr 0.01 (or 3-4 epochs on 3000 images) this BatchNorm CNN's
+result swung between 18% and 80% in a probe, which we have not explained yet (written in the README status)."""
 from __future__ import annotations
 
 import numpy as np
@@ -32,8 +34,8 @@ def test_sfp_on_fashion_mnist(fmnist, base):
     state, acc0 = base
     dense, model = load(state), load(state)
     layers = ["0", "4"]
-    opt = SGD(model, lr=0.01, momentum=0.9, weight_decay=5e-4)
-    x, y = fmnist.x_train[6000:9000], fmnist.y_train[6000:9000]
+    opt = SGD(model, lr=0.005, momentum=0.9, weight_decay=5e-4)  # a tenth of the baseline's lr (see module doc)
+    x, y = fmnist.x_train[6000:12000], fmnist.y_train[6000:12000]
     zeroed, revived = [], 0
     for epoch in range(2):
         train_epochs(model, opt, x, y, 1, 64, np.random.default_rng(epoch))
