@@ -279,6 +279,22 @@ def check_layout(ckpt: Checkpoint, model: Module) -> None:
             f"{type(model).__name__}, {_describe(model_arch)}): " + "; ".join(problems))
 
 
+def _replay_edit(model: Module, edit: dict, path: Path) -> Module:
+    """Re-apply an architecture edit recorded at save time (structural pruning: ``arch["edits"]``, written by
+    ``methods.pruning.surgery``) to the freshly built zoo model. Only functions under ``methods.`` are replayed;
+    the import is dynamic so that nn/ keeps no dependency on methods/."""
+    fn_path = str(edit.get("fn", ""))
+    mod_name, _, fn_name = fn_path.rpartition(".")
+    if not mod_name.startswith("methods.") or "plan" not in edit or "input_shape" not in edit:
+        raise CheckpointError(f"{path}: unknown architecture edit {fn_path or edit!r}")
+    try:
+        fn = getattr(importlib.import_module(mod_name), fn_name)
+        plan = {name: np.asarray(keep, dtype=np.int64) for name, keep in edit["plan"].items()}
+        return fn(model, plan, tuple(edit["input_shape"]))
+    except (ImportError, AttributeError, KeyError, ValueError) as e:
+        raise CheckpointError(f"{path}: cannot replay architecture edit {fn_path}: {e}") from e
+
+
 def load_checkpoint(path: str | Path, model: Module | None = None, optimizer=None, scheduler=None) -> Checkpoint:
     """Load a checkpoint into ``model`` (rebuilt from the stored architecture when None) and the optimizer.
 
@@ -298,6 +314,8 @@ def load_checkpoint(path: str | Path, model: Module | None = None, optimizer=Non
             model = models.build(ckpt.arch["name"], **kwargs)
         except (KeyError, TypeError, ValueError) as e:
             raise CheckpointError(f"{ckpt.path}: cannot rebuild architecture {_describe(ckpt.arch)}: {e}") from e
+        for edit in ckpt.arch.get("edits", []):
+            model = _replay_edit(model, edit, ckpt.path)
         dtypes = {row[3] for row in ckpt.layout if row[1] == "parameter"}
         if len(dtypes) == 1:
             model.to(np.dtype(dtypes.pop()))

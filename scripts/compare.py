@@ -115,7 +115,7 @@ def paired_latency(model: Module, reference: Module, batch: int, input_shape: tu
 
 
 def measure(name: str, model: Module, data: DemoData, run_dir: Path, baseline: dict | None,
-            seconds: float, note: str = "", reference: Module | None = None) -> dict:
+            seconds: float, note: str = "", reference: Module | None = None, metadata: dict | None = None) -> dict:
     """Every row of the table comes from here: accuracy, counts, deployed bytes on disk, MACs, latency.
 
     With ``reference`` (the baseline model) the speed-ups come from ``paired_latency``; the latency columns are
@@ -133,7 +133,7 @@ def measure(name: str, model: Module, data: DemoData, run_dir: Path, baseline: d
     tot = totals(rows)
     params = int(sum(p.size for _, p in model.named_parameters()))
     nonzeros = int(sum(np.count_nonzero(p) for _, p in model.named_parameters()))
-    path = save_checkpoint(run_dir / "models" / f"{name}.h5", deployed, metadata={"method": name})
+    path = save_checkpoint(run_dir / "models" / f"{name}.h5", deployed, metadata={**(metadata or {}), "method": name})
     nbytes = path.stat().st_size
     if reference is None:
         lat1 = model_latency(deployed, 1, data.input_shape)["median_ms"]
@@ -191,13 +191,17 @@ def plot(rows: list[dict], path: Path) -> None:
 
 
 def compare(baseline_model: Module, data: DemoData, run_dir: Path, seed: int = 0,
-            methods: tuple[str, ...] | list[str] | None = None, echo=print) -> list[dict]:
-    """Compress copies of ``baseline_model`` with every method and write the comparison to ``run_dir``."""
+            methods: tuple[str, ...] | list[str] | None = None, echo=print, metadata: dict | None = None) -> list[dict]:
+    """Compress copies of ``baseline_model`` with every method and write the comparison to ``run_dir``.
+
+    ``metadata`` (e.g. the dataset and its normalisation) goes into every saved model, so ``lwnn evaluate``
+    can score it; a structurally pruned zoo model records its surgery and is rebuilt on load.
+    """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
     methods = METHODS if methods is None else tuple(methods)
     fns = {name: demo_fn(name) for name in methods}  # an unknown name fails before any work
-    base = measure("baseline", baseline_model, data, run_dir, None, 0.0)
+    base = measure("baseline", baseline_model, data, run_dir, None, 0.0, metadata=metadata)
     rows = [base]
     echo(f"baseline: test accuracy {100 * base['test_acc']:.2f}%")
     for name in methods:
@@ -205,7 +209,8 @@ def compare(baseline_model: Module, data: DemoData, run_dir: Path, seed: int = 0
         rng = np.random.default_rng([seed, 1 + METHODS.index(name) if name in METHODS else 0])  # same for a subset
         try:
             model = fns[name](copy.deepcopy(baseline_model), data, rng)
-            rows.append(measure(name, model, data, run_dir, base, time.perf_counter() - t, reference=baseline_model))
+            rows.append(measure(name, model, data, run_dir, base, time.perf_counter() - t, reference=baseline_model,
+                                metadata=metadata))
         except KeyboardInterrupt:
             echo("interrupted: writing the rows finished so far")
             break

@@ -184,12 +184,14 @@ def run_comparison(cfg: TrainConfig, data_dir: str | None, run_dir: Path, full: 
 
     train, test, _, _ = load_data(cfg.dataset, data_dir, cfg.limit, cfg.test_limit)
     input_shape = train[0].shape[1:]
-    baseline = load_checkpoint(run_dir / "last.h5").model
+    ck = load_checkpoint(run_dir / "last.h5")
+    baseline = ck.model
+    meta = {k: ck.metadata[k] for k in ("dataset", "mean", "std") if k in ck.metadata}
     theta0 = build_model(cfg.model, input_shape, cfg.seed, cfg.dtype).state_dict()  # same seed: same init
     data = DemoData(*train, *test, input_shape=input_shape, theta0=theta0, quick=quick, full=full)
     out_dir = Path(out_dir) if out_dir else run_dir / "comparison"
     click.echo(f"comparing compression methods on the trained {cfg.model}; results in {out_dir}")
-    return compare(baseline, data, out_dir, seed=cfg.seed, methods=methods or None, echo=click.echo)
+    return compare(baseline, data, out_dir, seed=cfg.seed, methods=methods or None, echo=click.echo, metadata=meta)
 
 
 @cli.command("compare")

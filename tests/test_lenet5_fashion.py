@@ -76,6 +76,15 @@ def test_demo_cli_smoke(tmp_path):
         assert r["bytes_on_disk"] < base["bytes_on_disk"], r
     han = rows["han2015_prune"]
     assert han["kind"] == "sparse (CSR)" and han["compression"] > 10 and han["disk_ratio"] > 4, han
+    # Every saved model rebuilds itself (zoo recipe + recorded surgery / sparse deployment) and scores its row's
+    # accuracy; the two demos that assemble a new Sequential (BatchNorms inserted, SVM head) say so on load.
+    for name, r in rows.items():
+        out = CliRunner().invoke(cli, ["evaluate", str(cmp_dir / "models" / f"{name}.h5"), "--test-limit", "500"])
+        if name in ("liu2017_slimming", "tian2017_ldaprune"):
+            assert out.exit_code == 1 and "no architecture recorded" in out.output, (name, out.output)
+            continue
+        assert out.exit_code == 0, name + out.output + repr(out.exception)
+        assert json.loads(out.output.strip().splitlines()[-1])["test_acc"] == r["test_acc"], name
     # The comparison alone, on the finished run: a subset of methods, same rows as the demo's (same seeds).
     out = CliRunner().invoke(cli, ["compare", str(run_dir), "--quick", "--method", "li2017_l1filter",
                                    "--out", str(tmp_path / "again")])

@@ -338,7 +338,8 @@ def deploy_sparse(model: Module, inplace: bool = False, min_sparsity: float = 0.
 
     pairs = [(Linear, SparseLinear), (Conv2d, SparseConv2d)]
     out = model if inplace else copy.deepcopy(model)
-    for _, parent in list(out.named_modules()):
+    nnz = {}
+    for parent_name, parent in list(out.named_modules()):
         for child_name, child in list(parent._modules.items()):
             for dense_cls, sparse_cls in pairs:
                 if type(child) is dense_cls:
@@ -346,9 +347,41 @@ def deploy_sparse(model: Module, inplace: bool = False, min_sparsity: float = 0.
                     if getattr(child, "groups", 1) != 1:  # SparseConv2d is groups=1 only: leave it dense
                         break
                     if 1.0 - np.count_nonzero(w) / w.size > min_sparsity:
-                        setattr(parent, child_name, sparse_cls.from_dense(child))
+                        sparse = sparse_cls.from_dense(child)
+                        setattr(parent, child_name, sparse)
+                        nnz[f"{parent_name}.{child_name}" if parent_name else child_name] = sparse.nnz()
                     break
+    if nnz:
+        from methods.pruning.surgery import record_edit
+        record_edit(out, "methods.pruning.common.sparse_placeholders", nnz, ())
     return out
+
+
+def sparse_placeholders(model: Module, plan: dict[str, np.ndarray], input_shape: tuple[int, ...] = ()) -> Module:
+    """Replay of ``deploy_sparse`` for checkpoint loading: swap each named dense layer for a Sparse* layer with
+    ``plan[name]`` nonzeros (placeholder values and positions, which the checkpoint's CSR arrays then replace).
+    ``input_shape`` is unused (the edit signature of ``surgery.record_edit``)."""
+    from nn.sparse import SparseConv2d, SparseLinear
+    mods = dict(model.named_modules())
+    for name, nnz in plan.items():
+        layer = mods.get(name)
+        cls = {"Linear": SparseLinear, "Conv2d": SparseConv2d}.get(type(layer).__name__)
+        if cls is None:
+            raise ValueError(f"sparse_placeholders: {name!r} is not a Linear or Conv2d layer of this model")
+        if np.ndim(nnz) != 0:
+            raise ValueError(f"sparse_placeholders: the nonzero count of {name!r} must be one integer, got {nnz!r}")
+        n = int(nnz)
+        if not 0 <= n <= layer.weight.size:
+            raise ValueError(f"sparse_placeholders: {name!r} cannot hold {n} nonzeros ({layer.weight.size} weights)")
+        mask = np.zeros(layer.weight.size, layer.weight.dtype)
+        mask[:n] = 1
+        layer.weight[...] = 1  # every kept position nonzero
+        parent_name, _, child = name.rpartition(".")
+        setattr(mods[parent_name] if parent_name else model, child,
+                cls.from_dense(layer, mask.reshape(layer.weight.shape)))
+    from methods.pruning.surgery import record_edit
+    record_edit(model, "methods.pruning.common.sparse_placeholders", plan, ())  # the rebuilt recipe = the saved one
+    return model
 
 
 # ----------------------------------------------------------------------------------- training loop

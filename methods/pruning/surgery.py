@@ -356,7 +356,20 @@ def prune_plan(model: Module, plan: dict, input_shape: tuple[int, ...]) -> Modul
     for e in edits:
         if e is not None:
             e()
+    record_edit(model, "methods.pruning.surgery.prune_plan", plan, input_shape)
     return model
+
+
+def record_edit(model: Module, fn: str, plan: dict, input_shape: tuple[int, ...]) -> None:
+    """Append an edit to ``model.arch["edits"]`` (a zoo model's recipe), so that a checkpoint of the edited model
+    can be rebuilt: ``nn.checkpoint.load_checkpoint`` builds the zoo model and replays ``fn(model, plan,
+    input_shape)`` for each edit. ``plan`` maps layer names to integer arrays or counts."""
+    arch = getattr(model, "arch", None)
+    if not (isinstance(arch, dict) and "name" in arch):
+        return
+    edit = {"fn": fn, "input_shape": [int(d) for d in input_shape],
+            "plan": {name: np.asarray(v, dtype=np.int64).tolist() for name, v in plan.items()}}
+    model.arch = {**arch, "edits": [*arch.get("edits", []), edit]}
 
 
 def zero_channels(model: Module, plan: dict, input_shape: tuple[int, ...], as_masks: bool = False) -> Module:

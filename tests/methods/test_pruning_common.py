@@ -186,6 +186,31 @@ def test_baseline_fixture_is_trained(lenet300_baseline, fmnist):
     assert evaluate(m0, fmnist.x_test[:2000], fmnist.y_test[:2000])[1] < 0.5
 
 
+def test_deployed_sparse_zoo_model_checkpoint_rebuilds_itself(tmp_path, rng):
+    """A zoo model pruned by surgery and then deployed sparse loads back without being given the model: the
+    checkpoint's recipe (zoo name + recorded edits) rebuilds the shrunk, CSR-layered architecture, with its nnz."""
+    from methods.pruning.surgery import prune_plan
+    from nn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+    from nn.models import build
+    from nn.sparse import SparseConv2d, SparseLinear
+    model = build("lenet5", rng=np.random.default_rng(0), dtype=np.float64)
+    prune_plan(model, {"0": np.arange(12)}, (1, 28, 28))
+    params = dict(model.named_parameters())
+    common.apply_masks(model, {n: common.magnitude_mask(params[n], s) for n, s in
+                               (("2.weight", 0.8), ("5.weight", 0.9), ("7.weight", 0.3))})
+    deployed = common.deploy_sparse(model, min_sparsity=0.5)  # 7 (30% zeros) stays dense
+    assert isinstance(deployed[2], SparseConv2d) and isinstance(deployed[5], SparseLinear)
+    loaded = load_checkpoint(save_checkpoint(tmp_path / "d.h5", deployed)).model
+    assert [type(m).__name__ for m in loaded] == [type(m).__name__ for m in deployed]
+    assert loaded[5].nnz() == deployed[5].nnz() and loaded.arch == deployed.arch
+    x = rng.standard_normal((2, 1, 28, 28))
+    np.testing.assert_array_equal(loaded.eval()(x), deployed.eval()(x))
+    bad = load_checkpoint(tmp_path / "d.h5").model
+    bad.arch["edits"][-1]["plan"]["5"] = 10 ** 9
+    with pytest.raises(CheckpointError, match="cannot hold 1000000000 nonzeros"):
+        load_checkpoint(save_checkpoint(tmp_path / "bad.h5", bad))
+
+
 def test_deploy_sparse_swaps_masked_layers_and_matches(rng):
     from nn.sparse import SparseLinear
     from tests.helpers import assert_close

@@ -319,3 +319,38 @@ def test_float32_model(rng):
     shrunk = prune_channels(model, "3", [0, 5, 9], (1, 28, 28))
     assert shrunk[3].weight.dtype == np.float32
     assert_close("float32 shrunk vs masked", shrunk(x), masked(x), np.float32)
+
+
+# ----------------------------------------------------------------------------------- checkpoints
+
+@pytest.mark.parametrize("name, kwargs, shape, plans", [
+    ("lenet5", {}, (1, 28, 28), [{"0": np.arange(0, 20, 2)}, {"5": np.arange(100)}]),  # two surgeries in a row
+    ("resnet20", {"in_channels": 1, "shortcut": "A"}, (1, 8, 8), [{"0": np.arange(12), "3.0.0.body.0": np.arange(8)}]),
+])
+def test_shrunk_zoo_model_checkpoint_rebuilds_itself(tmp_path, rng, name, kwargs, shape, plans):
+    from nn.checkpoint import load_checkpoint, save_checkpoint
+    from nn.models import build
+    model = build(name, rng=np.random.default_rng(0), dtype=np.float64, **kwargs)
+    for plan in plans:
+        prune_plan(model, plan, shape)
+    assert len(model.arch["edits"]) == len(plans)
+    path = save_checkpoint(tmp_path / "shrunk.h5", model)
+    loaded = load_checkpoint(path).model  # no model given: built from the zoo recipe, then the edits replayed
+    assert loaded.arch == model.arch
+    x = rng.standard_normal((2, *shape))
+    model.eval(), loaded.eval()
+    np.testing.assert_array_equal(loaded(x), model(x))
+
+
+def test_checkpoint_with_a_bad_edit_is_refused(tmp_path):
+    from nn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+    from nn.models import build
+    model = build("lenet5", rng=np.random.default_rng(0))
+    prune_plan(model, {"0": np.arange(10)}, (1, 28, 28))
+    model.arch["edits"][0]["fn"] = "os.system"
+    with pytest.raises(CheckpointError, match="unknown architecture edit 'os.system'"):
+        load_checkpoint(save_checkpoint(tmp_path / "a.h5", model))
+    model.arch["edits"][0]["fn"] = "methods.pruning.surgery.prune_plan"
+    model.arch["edits"][0]["plan"] = {"nope": [0]}
+    with pytest.raises(CheckpointError, match="cannot replay architecture edit"):
+        load_checkpoint(save_checkpoint(tmp_path / "b.h5", model))
