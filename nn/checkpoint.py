@@ -9,10 +9,12 @@ Layout of a checkpoint (format ``lwnn-checkpoint`` version 1)::
     /optimizer/...    ``optimizer.state_dict()`` as a tree (absent if no optimizer was given)
     /scheduler/...    ``scheduler.state_dict()`` as a tree (absent if no scheduler was given)
 
-``layout`` lists ``[name, kind, shape, dtype]`` for every model entry, so an architecture mismatch is reported
-by name before any array is touched. A state tree (optimizer/scheduler) maps dicts to groups, arrays to datasets
-and every other leaf (numbers, strings, None, lists of numbers) to a JSON attribute; lists that hold arrays
-become groups flagged ``__list__``. Writes go to a temporary file in the same folder and are moved into place
+``arch`` is the model's recipe: ``{"name", "kwargs"}`` for ``nn.models.build``, plus ``"edits"`` when the zoo
+model was shrunk by surgery or deployed on sparse layers (``methods.pruning.surgery.record_edit``);
+``load_checkpoint`` without a model builds it and replays the edits. ``layout`` lists ``[name, kind, shape,
+dtype]`` for every model entry, so an architecture mismatch is reported by name before any array is touched.
+A state tree (optimizer/scheduler) maps dicts to groups, arrays to datasets and every other leaf (numbers,
+strings, None, lists of numbers) to a JSON attribute; lists that hold arrays become groups flagged ``__list__``. Writes go to a temporary file in the same folder and are moved into place
 with ``os.replace``, so an interrupted save never leaves a half-written checkpoint under the final name.
 """
 from __future__ import annotations
