@@ -14,8 +14,9 @@ model was shrunk by surgery or deployed on sparse layers (``methods.pruning.surg
 ``load_checkpoint`` without a model builds it and replays the edits. ``layout`` lists ``[name, kind, shape,
 dtype]`` for every model entry, so an architecture mismatch is reported by name before any array is touched.
 A state tree (optimizer/scheduler) maps dicts to groups, arrays to datasets and every other leaf (numbers,
-strings, None, lists of numbers) to a JSON attribute; lists that hold arrays become groups flagged ``__list__``. Writes go to a temporary file in the same folder and are moved into place
-with ``os.replace``, so an interrupted save never leaves a half-written checkpoint under the final name.
+strings, None, lists of numbers) to a JSON attribute; lists that hold arrays become groups flagged ``__list__``.
+Writes go to a temporary file in the same folder and are moved into place with ``os.replace``, so an
+interrupted save never leaves a half-written checkpoint under the final name.
 """
 from __future__ import annotations
 
