@@ -24,6 +24,7 @@ from methods.pruning import anwar2017_structprune as an
 from methods.pruning.common import apply_masks
 from methods.pruning.surgery import prune_plan
 from scripts import _structured_run as run
+from scripts._cli import paper_options
 
 
 @dataclass(frozen=True)
@@ -50,11 +51,7 @@ SMOKE = {"n_train": 200, "n_val": 50, "n_test": 100, "epochs": 1, "particles": 3
 
 
 @click.command()
-@click.option("--dataset", default="fashion-mnist", show_default=True)
-@click.option("--data-dir", default=None, help="folder with the dataset files (default: the usual places)")
-@click.option("--seed", default=Defaults.seed, show_default=True)
-@click.option("--run-dir", default=None, help="default: runs/anwar2017_structprune-<timestamp>")
-@click.option("--smoke", is_flag=True, help="seconds-long run on a data subset")
+@paper_options("anwar2017_structprune")
 @click.option("--n-train", default=Defaults.n_train, show_default=True, help="first N training images")
 @click.option("--epochs", default=Defaults.epochs, show_default=True, help="baseline training epochs")
 def main(dataset, data_dir, seed, run_dir, smoke, n_train, epochs):

@@ -18,6 +18,7 @@ import numpy as np
 
 from methods.pruning import common, report
 from methods.pruning import frankle2019_lottery as lt
+from scripts._cli import paper_options
 
 
 @dataclass(frozen=True)
@@ -75,11 +76,7 @@ def run(cfg: Defaults, data_dir, seed: int, run_dir) -> dict:
 
 
 @click.command()
-@click.option("--dataset", default=Defaults.dataset, show_default=True)
-@click.option("--data-dir", default=None, help="folder with the dataset (default: system/cache locations)")
-@click.option("--seed", default=0, show_default=True)
-@click.option("--run-dir", default=None, help="output folder (default runs/frankle2019_lottery-<timestamp>)")
-@click.option("--smoke", is_flag=True, help="seconds-long run on a data subset")
+@paper_options("frankle2019_lottery")
 @click.option("--threads", type=int, default=None, help="BLAS threads (1 on a busy shared machine)")
 def main(dataset, data_dir, seed, run_dir, smoke, threads) -> None:
     from threadpoolctl import threadpool_limits

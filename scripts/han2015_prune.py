@@ -22,6 +22,7 @@ import numpy as np
 
 from methods.pruning import common, report
 from methods.pruning import han2015_prune as han
+from scripts._cli import paper_options
 
 
 @dataclass(frozen=True)
@@ -138,11 +139,7 @@ def run(cfg: Defaults, data_dir, seed: int, run_dir) -> dict:
 
 
 @click.command()
-@click.option("--dataset", default=Defaults.dataset, show_default=True)
-@click.option("--data-dir", default=None, help="folder with the dataset (default: system/cache locations)")
-@click.option("--seed", default=0, show_default=True)
-@click.option("--run-dir", default=None, help="output folder (default runs/han2015_prune-<timestamp>)")
-@click.option("--smoke", is_flag=True, help="seconds-long run on a data subset")
+@paper_options("han2015_prune")
 @click.option("--baseline-epochs", type=int, default=None)
 @click.option("--rounds", type=int, default=None)
 @click.option("--retrain-epochs", type=int, default=None)

@@ -19,6 +19,7 @@ import numpy as np
 
 from methods.pruning import common, report
 from methods.pruning import hassibi1993_obs as obs
+from scripts._cli import paper_options
 
 
 @dataclass(frozen=True)
@@ -85,11 +86,7 @@ def run(cfg: Defaults, data_dir, seed: int, run_dir) -> dict:
 
 
 @click.command()
-@click.option("--dataset", default=Defaults.dataset, show_default=True)
-@click.option("--data-dir", default=None, help="folder with the dataset (default: system/cache locations)")
-@click.option("--seed", default=0, show_default=True)
-@click.option("--run-dir", default=None, help="output folder (default runs/hassibi1993_obs-<timestamp>)")
-@click.option("--smoke", is_flag=True, help="seconds-long run on a data subset")
+@paper_options("hassibi1993_obs")
 @click.option("--threads", type=int, default=None, help="BLAS threads (1 on a busy shared machine)")
 def main(dataset, data_dir, seed, run_dir, smoke, threads) -> None:
     from threadpoolctl import threadpool_limits

@@ -22,6 +22,7 @@ import numpy as np
 from methods.pruning.he2017_channelprune import channel_prune
 from methods.pruning.li2017_l1filter import prune_filters
 from scripts import _structured_run as run
+from scripts._cli import paper_options
 
 
 @dataclass(frozen=True)
@@ -44,11 +45,7 @@ SMOKE = {"n_train": 256, "n_test": 128, "epochs": 1, "n_sample_images": 32, "n_s
 
 
 @click.command()
-@click.option("--dataset", default="fashion-mnist", show_default=True)
-@click.option("--data-dir", default=None)
-@click.option("--seed", default=Defaults.seed, show_default=True)
-@click.option("--run-dir", default=None, help="default: runs/he2017_channelprune-<timestamp>")
-@click.option("--smoke", is_flag=True, help="seconds-long run on a data subset")
+@paper_options("he2017_channelprune")
 @click.option("--ratio", default=Defaults.ratio, show_default=True)
 @click.option("--n-train", default=Defaults.n_train, show_default=True)
 @click.option("--epochs", default=Defaults.epochs, show_default=True)

@@ -26,6 +26,7 @@ from methods.pruning import he2018_amc as amc
 from methods.pruning.report import write_csv
 from methods.pruning.surgery import layer_macs
 from scripts import _structured_run as run
+from scripts._cli import paper_options
 
 
 @dataclass(frozen=True)
@@ -47,11 +48,7 @@ SMOKE = {"n_train": 1000, "n_val": 200, "n_calib": 300, "n_test": 500, "epochs":
 
 
 @click.command()
-@click.option("--dataset", default="fashion-mnist", show_default=True)
-@click.option("--data-dir", default=None, help="folder with the dataset files (default: the usual places)")
-@click.option("--seed", default=Defaults.seed, show_default=True)
-@click.option("--run-dir", default=None, help="default: runs/he2018_amc-<timestamp>")
-@click.option("--smoke", is_flag=True, help="seconds-long run on a data subset")
+@paper_options("he2018_amc")
 @click.option("--n-train", default=Defaults.n_train, show_default=True, help="first N training images")
 @click.option("--epochs", default=Defaults.epochs, show_default=True, help="baseline training epochs")
 @click.option("--arch", default=Defaults.arch, show_default=True, help="lenet_300_100 or lenet5")

@@ -27,6 +27,7 @@ from methods.pruning.common import train_epochs
 from methods.pruning.he2018_sfp import filter_l2_norms, remove_zero_filters, soft_prune_step
 from nn.optim import SGD
 from scripts import _structured_run as run
+from scripts._cli import paper_options
 
 
 @dataclass(frozen=True)
@@ -64,11 +65,7 @@ def train_pruned(model, x, y, cfg, hard: bool) -> list[dict]:
 
 
 @click.command()
-@click.option("--dataset", default="fashion-mnist", show_default=True)
-@click.option("--data-dir", default=None, help="folder with the dataset files (default: the usual places)")
-@click.option("--seed", default=Defaults.seed, show_default=True)
-@click.option("--run-dir", default=None, help="default: runs/he2018_sfp-<timestamp>")
-@click.option("--smoke", is_flag=True, help="seconds-long run on a data subset")
+@paper_options("he2018_sfp")
 @click.option("--rate", default=Defaults.rate, show_default=True, help="fraction of filters zeroed per conv layer")
 @click.option("--n-train", default=Defaults.n_train, show_default=True, help="first N training images")
 @click.option("--epochs", default=Defaults.epochs, show_default=True, help="training epochs (all three models)")

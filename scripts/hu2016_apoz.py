@@ -21,6 +21,7 @@ import click
 from methods.pruning.hu2016_apoz import trim_plan
 from methods.pruning.surgery import prune_plan
 from scripts import _structured_run as run
+from scripts._cli import paper_options
 
 
 @dataclass(frozen=True)
@@ -42,11 +43,7 @@ SMOKE = {"n_train": 256, "n_test": 128, "epochs": 1, "passes": 1, "n_apoz_images
 
 
 @click.command()
-@click.option("--dataset", default="fashion-mnist", show_default=True)
-@click.option("--data-dir", default=None)
-@click.option("--seed", default=Defaults.seed, show_default=True)
-@click.option("--run-dir", default=None, help="default: runs/hu2016_apoz-<timestamp>")
-@click.option("--smoke", is_flag=True, help="seconds-long run on a data subset")
+@paper_options("hu2016_apoz")
 @click.option("--n-train", default=Defaults.n_train, show_default=True)
 @click.option("--epochs", default=Defaults.epochs, show_default=True)
 def main(dataset, data_dir, seed, run_dir, smoke, n_train, epochs):

@@ -22,6 +22,7 @@ import click
 
 from methods.pruning.hu2019_mlcp import mlcp_prune
 from scripts import _structured_run as run
+from scripts._cli import paper_options
 
 
 @dataclass(frozen=True)
@@ -45,11 +46,7 @@ SMOKE = {"n_train": 256, "n_test": 128, "epochs": 1, "n_sample_images": 64}
 
 
 @click.command()
-@click.option("--dataset", default="fashion-mnist", show_default=True)
-@click.option("--data-dir", default=None)
-@click.option("--seed", default=Defaults.seed, show_default=True)
-@click.option("--run-dir", default=None, help="default: runs/hu2019_mlcp-<timestamp>")
-@click.option("--smoke", is_flag=True, help="seconds-long run on a data subset")
+@paper_options("hu2019_mlcp")
 @click.option("--ratio", default=Defaults.ratio, show_default=True, help="fraction of the layer's filters removed")
 @click.option("--n-train", default=Defaults.n_train, show_default=True)
 @click.option("--epochs", default=Defaults.epochs, show_default=True)

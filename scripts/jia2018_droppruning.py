@@ -22,6 +22,7 @@ from methods.pruning.common import compression_ratio, train_epochs
 from methods.pruning.report import write_csv
 from nn.optim import SGD
 from scripts import _structured_run as run
+from scripts._cli import paper_options
 
 
 @dataclass(frozen=True)
@@ -44,11 +45,7 @@ SMOKE = {"n_train": 1000, "n_test": 500, "epochs": 1, "stages": 2}
 
 
 @click.command()
-@click.option("--dataset", default="fashion-mnist", show_default=True)
-@click.option("--data-dir", default=None, help="folder with the dataset files (default: the usual places)")
-@click.option("--seed", default=Defaults.seed, show_default=True)
-@click.option("--run-dir", default=None, help="default: runs/jia2018_droppruning-<timestamp>")
-@click.option("--smoke", is_flag=True, help="seconds-long run on a data subset")
+@paper_options("jia2018_droppruning")
 @click.option("--n-train", default=Defaults.n_train, show_default=True, help="first N training images")
 @click.option("--epochs", default=Defaults.epochs, show_default=True, help="baseline training epochs")
 def main(dataset, data_dir, seed, run_dir, smoke, n_train, epochs):

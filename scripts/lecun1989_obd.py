@@ -20,6 +20,7 @@ import numpy as np
 
 from methods.pruning import common, report
 from methods.pruning import lecun1989_obd as obd
+from scripts._cli import paper_options
 
 
 @dataclass(frozen=True)
@@ -103,11 +104,7 @@ def _plot(rows, path, dense_test_loss) -> None:
 
 
 @click.command()
-@click.option("--dataset", default=Defaults.dataset, show_default=True)
-@click.option("--data-dir", default=None, help="folder with the dataset (default: system/cache locations)")
-@click.option("--seed", default=0, show_default=True)
-@click.option("--run-dir", default=None, help="output folder (default runs/lecun1989_obd-<timestamp>)")
-@click.option("--smoke", is_flag=True, help="seconds-long run on a data subset")
+@paper_options("lecun1989_obd")
 @click.option("--epochs", type=int, default=None, help="dense training epochs")
 @click.option("--threads", type=int, default=None, help="BLAS threads (1 on a busy shared machine)")
 def main(dataset, data_dir, seed, run_dir, smoke, epochs, threads) -> None:

@@ -24,6 +24,7 @@ from methods.pruning.li2017_l1filter import prune_filters, sensitivity
 from methods.pruning.report import write_sensitivity
 from methods.pruning.surgery import prunable_layers
 from scripts import _structured_run as run
+from scripts._cli import paper_options
 
 
 @dataclass(frozen=True)
@@ -45,11 +46,7 @@ SMOKE = {"n_train": 256, "n_test": 128, "epochs": 1, "scan_ratios": (0.5,), "sca
 
 
 @click.command()
-@click.option("--dataset", default="fashion-mnist", show_default=True)
-@click.option("--data-dir", default=None, help="folder with the dataset files (default: the usual places)")
-@click.option("--seed", default=Defaults.seed, show_default=True)
-@click.option("--run-dir", default=None, help="default: runs/li2017_l1filter-<timestamp>")
-@click.option("--smoke", is_flag=True, help="seconds-long run on a data subset")
+@paper_options("li2017_l1filter")
 @click.option("--arch", default=Defaults.arch, show_default=True, help="lenet5 or vgg_small")
 @click.option("--ratio", default=Defaults.ratio, show_default=True, help="fraction of filters pruned per conv layer")
 @click.option("--n-train", default=Defaults.n_train, show_default=True, help="first N training images")

@@ -31,6 +31,7 @@ from methods.pruning.lin2019_ssr import (
 )
 from methods.pruning.surgery import prunable_layers
 from scripts import _structured_run as run
+from scripts._cli import paper_options
 
 
 @dataclass(frozen=True)
@@ -56,11 +57,7 @@ SMOKE = {"n_train": 256, "n_test": 128, "epochs": 1, "lam": 0.5}  # larger lambd
 
 
 @click.command()
-@click.option("--dataset", default="fashion-mnist", show_default=True)
-@click.option("--data-dir", default=None)
-@click.option("--seed", default=Defaults.seed, show_default=True)
-@click.option("--run-dir", default=None, help="default: runs/lin2019_ssr-<timestamp>")
-@click.option("--smoke", is_flag=True, help="seconds-long run on a data subset")
+@paper_options("lin2019_ssr")
 @click.option("--arch", default=Defaults.arch, show_default=True, help="lenet5 or vgg_small")
 @click.option("--reg", default=Defaults.reg, show_default=True, type=click.Choice(["l20", "l21"]))
 @click.option("--lam", default=Defaults.lam, show_default=True)

@@ -23,6 +23,7 @@ import numpy as np
 from methods.pruning.liu2017_slimming import add_bn_l1_subgradient, gamma_sparsity, slimming_plan
 from methods.pruning.surgery import prune_plan
 from scripts import _structured_run as run
+from scripts._cli import paper_options
 
 
 @dataclass(frozen=True)
@@ -55,11 +56,7 @@ def mlp_bn(seed: int):
 
 
 @click.command()
-@click.option("--dataset", default="fashion-mnist", show_default=True)
-@click.option("--data-dir", default=None)
-@click.option("--seed", default=Defaults.seed, show_default=True)
-@click.option("--run-dir", default=None, help="default: runs/liu2017_slimming-<timestamp>")
-@click.option("--smoke", is_flag=True, help="seconds-long run on a data subset")
+@paper_options("liu2017_slimming")
 @click.option("--arch", default=Defaults.arch, show_default=True, help="vgg_small or mlp_bn")
 @click.option("--lam", default=Defaults.lam, show_default=True, help="L1 penalty on BatchNorm scales")
 @click.option("--percent", default=Defaults.percent, show_default=True, help="fraction of channels pruned")

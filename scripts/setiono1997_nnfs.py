@@ -21,6 +21,7 @@ import numpy as np
 from methods.pruning import setiono1997_nnfs as fs
 from methods.pruning.report import write_csv
 from scripts import _structured_run as run
+from scripts._cli import paper_options
 
 
 @dataclass(frozen=True)
@@ -43,11 +44,7 @@ SMOKE = {"n_train": 600, "n_val": 200, "n_test": 300, "epochs": 1, "n_noise": 2}
 
 
 @click.command()
-@click.option("--dataset", default="fashion-mnist", show_default=True)
-@click.option("--data-dir", default=None, help="folder with the dataset files (default: the usual places)")
-@click.option("--seed", default=Defaults.seed, show_default=True)
-@click.option("--run-dir", default=None, help="default: runs/setiono1997_nnfs-<timestamp>")
-@click.option("--smoke", is_flag=True, help="seconds-long run on a data subset")
+@paper_options("setiono1997_nnfs")
 def main(dataset, data_dir, seed, run_dir, smoke):
     cfg = replace(Defaults(), seed=seed, **(SMOKE if smoke else {}))
     out = run.run_dir_for("setiono1997_nnfs", run_dir)

@@ -22,6 +22,7 @@ from methods.pruning import srinivas2017_gates as sg
 from methods.pruning.common import apply_masks, layer_masks, sparsity_stats
 from methods.pruning.report import write_csv
 from scripts import _structured_run as run
+from scripts._cli import paper_options
 
 
 @dataclass(frozen=True)
@@ -59,11 +60,7 @@ def _plot(gates: sg.Gates, path) -> None:
 
 
 @click.command()
-@click.option("--dataset", default="fashion-mnist", show_default=True)
-@click.option("--data-dir", default=None, help="folder with the dataset files (default: the usual places)")
-@click.option("--seed", default=Defaults.seed, show_default=True)
-@click.option("--run-dir", default=None, help="default: runs/srinivas2017_gates-<timestamp>")
-@click.option("--smoke", is_flag=True, help="seconds-long run on a data subset")
+@paper_options("srinivas2017_gates")
 @click.option("--n-train", default=Defaults.n_train, show_default=True, help="first N training images")
 @click.option("--epochs", default=Defaults.epochs, show_default=True, help="baseline training epochs")
 def main(dataset, data_dir, seed, run_dir, smoke, n_train, epochs):

@@ -24,6 +24,7 @@ import numpy as np
 
 from methods.pruning.tian2017_ldaprune import lda_prune
 from scripts import _structured_run as run
+from scripts._cli import paper_options
 
 
 @dataclass(frozen=True)
@@ -53,11 +54,7 @@ def pair_subset(x, y, pair):
 
 
 @click.command()
-@click.option("--dataset", default="fashion-mnist", show_default=True)
-@click.option("--data-dir", default=None)
-@click.option("--seed", default=Defaults.seed, show_default=True)
-@click.option("--run-dir", default=None, help="default: runs/tian2017_ldaprune-<timestamp>")
-@click.option("--smoke", is_flag=True, help="seconds-long run on a data subset")
+@paper_options("tian2017_ldaprune")
 @click.option("--pair", default=Defaults.pair, nargs=2, type=int, show_default=True, help="the two classes")
 @click.option("--keep-top", default=Defaults.keep_top, show_default=True)
 @click.option("--n-train", default=Defaults.n_train, show_default=True)

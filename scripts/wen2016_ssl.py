@@ -22,6 +22,7 @@ import numpy as np
 
 from methods.pruning.wen2016_ssl import group_prox, remove_zero_groups, ssl_plan
 from scripts import _structured_run as run
+from scripts._cli import paper_options
 
 
 @dataclass(frozen=True)
@@ -48,11 +49,7 @@ def mlp(seed: int):
 
 
 @click.command()
-@click.option("--dataset", default="fashion-mnist", show_default=True)
-@click.option("--data-dir", default=None)
-@click.option("--seed", default=Defaults.seed, show_default=True)
-@click.option("--run-dir", default=None, help="default: runs/wen2016_ssl-<timestamp>")
-@click.option("--smoke", is_flag=True, help="seconds-long run on a data subset")
+@paper_options("wen2016_ssl")
 @click.option("--lam", default=Defaults.lam, show_default=True)
 @click.option("--n-train", default=Defaults.n_train, show_default=True)
 @click.option("--epochs", default=Defaults.epochs, show_default=True)

@@ -1,0 +1,20 @@
+"""Every paper script shares its run options (scripts/_cli.py) and refuses a dataset it does not know."""
+from __future__ import annotations
+
+import importlib
+
+import pytest
+from click.testing import CliRunner
+
+from scripts.compare import METHODS
+
+
+@pytest.mark.parametrize("paper_id", METHODS)
+def test_shared_options_and_bad_dataset(paper_id):
+    main = importlib.import_module(f"scripts.{paper_id}").main
+    out = CliRunner().invoke(main, ["--help"])
+    assert out.exit_code == 0, out.output
+    for opt in ("--dataset", "--data-dir", "--seed", "--run-dir", "--smoke", f"runs/{paper_id}-<timestamp>"):
+        assert opt in out.output, (paper_id, opt)
+    out = CliRunner().invoke(main, ["--dataset", "imagenet", "--smoke"])
+    assert out.exit_code == 2 and "Invalid value for '--dataset'" in out.output, out.output
