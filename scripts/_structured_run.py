@@ -44,8 +44,10 @@ def build(arch: str, x_shape: tuple[int, ...], seed: int) -> Module:
     return zoo(arch, rng=np.random.default_rng(seed), **kw)
 
 
-def train(model: Module, x, y, epochs: int, lr: float, seed: int, weight_decay: float = 5e-4,
+def train(model: Module, x, y, epochs: int, lr: float, seed, weight_decay: float = 5e-4,
           batch_size: int = 64, step=None) -> list[float]:
+    """SGD (momentum 0.9) for ``epochs``; ``seed`` is an int or a Generator (used as is); ``step(opt)`` replaces
+    ``opt.step()`` (e.g. to add a penalty's gradient first)."""
     opt = SGD(model, lr=lr, momentum=0.9, weight_decay=weight_decay)
     return train_epochs(model, opt, x, y, epochs, batch_size, np.random.default_rng(seed),
                         step=None if step is None else (lambda: step(opt)))

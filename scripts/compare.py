@@ -65,16 +65,11 @@ def _has_masks(model: Module) -> bool:
 
 def retrain(model: Module, data: DemoData, rng: np.random.Generator, epochs: float = 1, lr: float = 0.005,
             n: int = 20000, step: Callable | None = None) -> Module:
-    """The demo's common fine-tuning: SGD (momentum 0.9, weight decay 5e-4, batch 64) on the first ``n`` images.
-
-    ``step`` replaces ``opt.step`` (it receives the optimizer), e.g. to add a penalty's gradient first.
-    """
-    from methods.pruning.common import train_epochs
-    from nn.optim import SGD
+    """The demo's common fine-tuning: SGD (momentum 0.9, weight decay 5e-4, batch 64) on the first ``n`` images
+    (``scripts._structured_run.train``). ``step(opt)`` replaces ``opt.step()``, e.g. to add a penalty first."""
+    from scripts._structured_run import train
     x, y = data.subset(n)
-    opt = SGD(model, lr=lr, momentum=0.9, weight_decay=5e-4)
-    train_epochs(model, opt, x, y, data.epochs(epochs), 64, rng,
-                 step=None if step is None else (lambda: step(opt)))
+    train(model, x, y, data.epochs(epochs), lr, rng, step=step)
     return model
 
 

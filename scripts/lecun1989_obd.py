@@ -126,8 +126,8 @@ def fc_features(model, x: np.ndarray, batch_size: int = 1000) -> np.ndarray:
 
 def retrain_head(head, feats: np.ndarray, y: np.ndarray, rng, epochs: int = 1, lr: float = 0.005) -> None:
     """The demo's fine-tuning (SGD momentum 0.9, weight decay 5e-4, batch 64), on cached fc-head features."""
-    from nn.optim import SGD
-    common.train_epochs(head, SGD(head, lr=lr, momentum=0.9, weight_decay=5e-4), feats, y, epochs, 64, rng)
+    from scripts._structured_run import train
+    train(head, feats, y, epochs, lr, rng)
 
 
 def demo(model, data, rng):
