@@ -35,7 +35,8 @@ from nn.profile import model_latency, profile, totals
 from nn.train import evaluate
 
 COLUMNS = ["method", "paper", "kind", "test_acc", "delta_acc", "params", "nonzeros", "compression",
-           "bytes_on_disk", "disk_ratio", "MACs", "latency_b1_ms", "latency_b64_ms", "speedup_b1", "speedup_b64", "seconds",
+           "bytes_on_disk", "disk_ratio", "MACs", "latency_b1_ms", "latency_b64_ms", "speedup_b1", "speedup_b64",
+           "seconds",
            "note"]
 
 

@@ -92,7 +92,8 @@ def demo(model, data, rng):
     the baseline's 3 epochs are step 2): keep the largest 50% / 20% / 10% / 30% of conv1 / conv2 / fc1 / fc2
     weights of the trained baseline, rewind the survivors to their initial values theta_0, and train the ticket
     (lr 0.01, 3 epochs on 20k images, about one epoch of the full set). The iterative search with the random
-    re-initialisation control is ``python -m scripts.frankle2019_lottery`` and tests/methods/test_frankle2019_lottery.py."""
+    re-initialisation control is ``python -m scripts.frankle2019_lottery`` and
+    tests/methods/test_frankle2019_lottery.py."""
     from scripts.compare import retrain
     if data.theta0 is None:
         raise ValueError("the lottery ticket needs the baseline's initial weights (DemoData.theta0)")

@@ -98,8 +98,8 @@ def main(dataset, data_dir, seed, run_dir, smoke, n_train, epochs):
 def demo(model, data, rng):
     """The demo's budget on the trained LeNet-5: per-weight gates (Sec. 3: z ~ Bernoulli(g), straight-through
     gradients; Sec. 3.1: bimodal + sparsity regulariser, lambda1 5e-5, lambda2 2e-5, gates initialised at 0.6,
-    gate lr 30, scaled up on a smaller subset) on the weights of the fully connected layers fc1 "5" and fc2 "7" (93% of the weights), trained
-    jointly with the fc weights (SGD lr 0.01) for 1 epoch on 10k images. Adaptation: the conv part is a fixed
+    gate lr 30, scaled up on a smaller subset) on the weights of the fully connected layers fc1 "5" and fc2 "7"
+    (93% of the weights), trained jointly with the fc weights (SGD lr 0.01) for 1 epoch on 10k images. Adaptation: the conv part is a fixed
     feature extractor whose 800 features are computed once (the paper gates every layer); the convolutions stay
     dense. The closed gates (g <= 0.5) become fixed masks, then the fc head is fine-tuned 1 epoch with the
     demo's common retraining (SGD momentum 0.9, weight decay 5e-4, lr 0.005) on the same cached features."""
