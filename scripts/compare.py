@@ -36,8 +36,7 @@ from nn.train import evaluate
 
 COLUMNS = ["method", "paper", "kind", "test_acc", "delta_acc", "params", "nonzeros", "compression",
            "bytes_on_disk", "disk_ratio", "MACs", "latency_b1_ms", "latency_b64_ms", "speedup_b1", "speedup_b64",
-           "seconds",
-           "note"]
+           "seconds", "note"]
 
 
 @dataclass
