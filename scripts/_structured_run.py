@@ -1,7 +1,7 @@
 """Plumbing shared by the structured-pruning scripts (li2017_l1filter, liu2017_slimming, luo2017_thinet, ...):
 data loading, the run folder, baseline training, the measures every paper reports, and result files.
 
-Not a paper: each ``scripts/<id>.py`` holds its own defaults and its method's steps and calls these helpers.
+Not a paper: each ``scripts/<family>/<id>.py`` holds its own defaults and its method's steps and calls these helpers.
 """
 from __future__ import annotations
 

@@ -11,7 +11,7 @@ model for structured pruning), MACs, and batch-1 / batch-64 latency with the spe
 (alternating samples of both models). The table is printed and written to the run folder (``comparison.md``,
 ``comparison.csv``, ``comparison.json``) with ``comparison.png`` (accuracy against compression).
 
-Each paper's script owns its demo budget: ``scripts/<paper_id>.py`` defines ``demo(model, data, rng)``, which
+Each paper's script owns its demo budget: ``scripts/<family>/<paper_id>.py`` defines ``demo(model, data, rng)``, which
 receives a deep copy of the trained baseline and a ``DemoData`` and returns the compressed model. It may mask it
 (then it is deployed on the sparse kernel) or shrink it by surgery; ``data.quick`` selects the smoke budget and
 ``data.full`` the longer one. Where the paper needs something LeNet-5 lacks (BatchNorm for network slimming, an
@@ -74,7 +74,7 @@ def retrain(model: Module, data: DemoData, rng: np.random.Generator, epochs: flo
 
 
 # ----------------------------------------------------------------------------------------------- methods
-# Every paper's script (scripts/<paper_id>.py) owns its demo budget: ``demo(model, data, rng) -> model``.
+# Every paper's script (scripts/<family>/<paper_id>.py) owns its demo budget: ``demo(model, data, rng) -> model``.
 METHODS: tuple[str, ...] = (
     "lecun1989_obd", "hassibi1993_obs", "han2015_prune", "guo2016_dns", "wen2016_ssl", "li2017_l1filter",
     "luo2017_thinet", "he2017_channelprune", "liu2017_slimming", "hu2016_apoz", "he2018_sfp", "zhuang2018_dcp",
@@ -84,14 +84,17 @@ METHODS: tuple[str, ...] = (
 
 
 def demo_fn(paper_id: str) -> Callable:
-    """``scripts.<paper_id>.demo``: the paper's method at its demo budget on a copy of the baseline."""
-    import importlib
+    """``scripts.<family>.<paper_id>.demo``: the paper's method at its demo budget on a copy of the baseline."""
+    from scripts import catalogue
     try:
-        module = importlib.import_module(f"scripts.{paper_id}")
-    except ModuleNotFoundError as e:
-        raise ValueError(f"unknown method {paper_id!r}: there is no scripts/{paper_id}.py") from e
+        main = catalogue.script_main(paper_id)
+    except (KeyError, FileNotFoundError) as e:
+        raise ValueError(f"unknown method: {e.args[0]}") from e
+    import sys
+    module = sys.modules[main.callback.__module__]
     if not hasattr(module, "demo"):
-        raise ValueError(f"scripts/{paper_id}.py has no demo(model, data, rng) function")
+        raise ValueError(f"{catalogue.get(paper_id).path('script').relative_to(catalogue.ROOT)} has no "
+                         "demo(model, data, rng) function")
     return module.demo
 
 

@@ -1,10 +1,12 @@
-"""The ``lwnn`` command line: demo, compare, train, evaluate, profile.
+"""The ``lwnn`` command line: demo, compare, papers, run, train, evaluate, profile.
 
     python -m scripts.lwnn demo                      # LeNet-5 on Fashion-MNIST, 3 epochs (make demo)
     python -m scripts.lwnn demo --epochs 1 --limit 5000
     python -m scripts.lwnn train --model resnet20 --dataset cifar10 --data-dir ~/data --epochs 30 --scheduler cosine
     python -m scripts.lwnn train --run-dir runs/x --resume      # continue an interrupted run (same options)
     python -m scripts.lwnn compare runs/demo-x --method han2015_prune   # the comparison on a finished run
+    python -m scripts.lwnn papers --family pruning               # the catalogue and what exists per paper
+    python -m scripts.lwnn run han2015_prune --smoke             # a paper's script (scripts/<family>/<id>.py)
     python -m scripts.lwnn evaluate runs/demo-*/last.h5
     python -m scripts.lwnn profile --model resnet20              # or --checkpoint runs/x/last.h5
 
@@ -32,6 +34,8 @@ from nn import data as datasets
 from nn.checkpoint import jsonable, load_checkpoint
 from nn.losses import CrossEntropyLoss
 from nn.train import evaluate, fit
+from scripts import catalogue
+from scripts.catalogue import FAMILIES
 
 DATASET_NAMES = ("fashion-mnist", "mnist", "cifar10")
 MODEL_NAMES = ("lenet5", "lenet_300_100", "vgg_small", "resnet20", "resnet32", "resnet44", "resnet56", "resnet110")
@@ -208,6 +212,26 @@ def compare_cmd(run_dir, methods, data_dir, quick, full, out) -> None:
         cfg = TrainConfig(**ck.metadata["config"])
         run_comparison(cfg, data_dir, Path(run_dir), full=full, quick=quick, methods=tuple(methods), out_dir=out)
     _guard(go)
+
+
+@cli.command("papers")
+@click.option("--family", "family_name", type=click.Choice(FAMILIES), default=None, help="one family only")
+def papers_cmd(family_name) -> None:
+    """Every paper id with its family, tier, year, title and what exists (method, script, note, test, rows)."""
+    click.echo(catalogue.table(catalogue.family(family_name) if family_name else list(catalogue.PAPERS)))
+
+
+@cli.command("run", context_settings={"ignore_unknown_options": True, "allow_extra_args": True,
+                                      "help_option_names": []})
+@click.argument("paper_id")
+@click.argument("script_args", nargs=-1, type=click.UNPROCESSED)
+def run_cmd(paper_id, script_args) -> None:
+    """Run a paper's script by its id: ``lwnn run PAPER_ID [script options]`` (``--help`` after the id)."""
+    try:
+        main = catalogue.script_main(paper_id)
+    except (KeyError, FileNotFoundError) as e:
+        raise click.ClickException(e.args[0]) from None
+    main.main(args=list(script_args), prog_name=f"lwnn run {paper_id}")
 
 
 @cli.command()

@@ -93,7 +93,7 @@ def test_demo_cli_smoke(tmp_path):
     assert set(again) == {"baseline", "li2017_l1filter"}
     assert again["li2017_l1filter"]["test_acc"] == rows["li2017_l1filter"]["test_acc"]
     out = CliRunner().invoke(cli, ["compare", str(run_dir), "--method", "nonexistent2099"])
-    assert out.exit_code == 1 and "unknown method 'nonexistent2099'" in out.output, out.output
+    assert out.exit_code == 1 and "unknown paper id 'nonexistent2099'" in out.output, out.output
 
 
 def test_cli_errors(tmp_path):

@@ -1,17 +1,15 @@
 """Every paper script shares its run options (scripts/_cli.py) and refuses a dataset it does not know."""
 from __future__ import annotations
 
-import importlib
-
 import pytest
 from click.testing import CliRunner
 
-from scripts.compare import METHODS
+from scripts import catalogue
 
 
-@pytest.mark.parametrize("paper_id", METHODS)
+@pytest.mark.parametrize("paper_id", [p.id for p in catalogue.implemented()])
 def test_shared_options_and_bad_dataset(paper_id):
-    main = importlib.import_module(f"scripts.{paper_id}").main
+    main = catalogue.script_main(paper_id)
     out = CliRunner().invoke(main, ["--help"])
     assert out.exit_code == 0, out.output
     for opt in ("--dataset", "--data-dir", "--seed", "--run-dir", "--smoke", f"runs/{paper_id}-<timestamp>"):

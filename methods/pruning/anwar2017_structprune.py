@@ -27,7 +27,7 @@ Deviations
   exact likelihood of the paper is not known to us. Perturbation swaps ``swaps`` units of each resampled particle.
 * Fixed-point: symmetric, per layer, with the integer bits chosen from max |w| (no retraining in fixed point).
 
-Reproduce: ``python -m scripts.anwar2017_structprune --seed 0``.
+Reproduce: ``python -m scripts.pruning.anwar2017_structprune --seed 0``.
 """
 from __future__ import annotations
 

@@ -21,7 +21,7 @@ ICLR 2019, arXiv:1803.03635.
 * Per-layer keep ratios are given directly (the paper prunes fc layers at p = 20% per round and the output
   layer at half that rate).
 
-Reproduce: ``python -m scripts.frankle2019_lottery --seed 0`` (papers/frankle2019_lottery.md).
+Reproduce: ``python -m scripts.pruning.frankle2019_lottery --seed 0`` (papers/pruning/frankle2019_lottery.md).
 """
 from __future__ import annotations
 

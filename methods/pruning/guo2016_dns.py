@@ -22,7 +22,7 @@ Guo Y., Yao A., Chen Y. — "Dynamic Network Surgery for Efficient DNNs", NIPS 2
   epochs rather than the paper's long schedule (time budget of the tests).
 * Fashion-MNIST instead of MNIST.
 
-Reproduce: ``python -m scripts.guo2016_dns --seed 0`` (papers/guo2016_dns.md).
+Reproduce: ``python -m scripts.pruning.guo2016_dns --seed 0`` (papers/pruning/guo2016_dns.md).
 """
 from __future__ import annotations
 

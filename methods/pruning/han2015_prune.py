@@ -27,7 +27,7 @@ Networks", NIPS 2015, arXiv:1506.02626.
   per round on the shared 6-epoch baseline to stay within its time budget.
 * Biases are not pruned (the paper counts weights; biases are < 0.2% of LeNet-300-100).
 
-Reproduce: ``python -m scripts.han2015_prune --seed 0`` (see papers/han2015_prune.md).
+Reproduce: ``python -m scripts.pruning.han2015_prune --seed 0`` (see papers/pruning/han2015_prune.md).
 """
 from __future__ import annotations
 

@@ -30,7 +30,7 @@ Conference on Neural Networks (ICNN) 1993, pp. 293-299. (No arXiv ids: pre-arXiv
 * Biases are kept (not in the pruned parameter vector). The paper's equations are named, not numbered: we
   could not check the numbering against the text.
 
-Reproduce: ``python -m scripts.hassibi1993_obs --seed 0``.
+Reproduce: ``python -m scripts.pruning.hassibi1993_obs --seed 0``.
 """
 from __future__ import annotations
 

@@ -22,7 +22,7 @@ Deviations
 * Y is the output of layer i + 1 in the unpruned model, computed from the same sampled patches (bias
   excluded), as the paper does for its single-layer step.
 
-Reproduce: ``python -m scripts.he2017_channelprune --seed 0``.
+Reproduce: ``python -m scripts.pruning.he2017_channelprune --seed 0``.
 """
 from __future__ import annotations
 

@@ -44,7 +44,7 @@ Deviations
 * The reward is the pruned network's accuracy on the validation subset; the paper uses -error, the same up to
   a constant. The log(FLOPs) reward of the accuracy-guaranteed mode is not implemented.
 
-Reproduce: ``python -m scripts.he2018_amc --seed 0``.
+Reproduce: ``python -m scripts.pruning.he2018_amc --seed 0``.
 """
 from __future__ import annotations
 

@@ -19,7 +19,7 @@ Deviations
   therefore drops a constant channel (ReLU(BN(bias))), which the paper also accepts.
 * The same rate P for every listed layer (the paper's setting); layers are named by the caller.
 
-Reproduce: ``python -m scripts.he2018_sfp --seed 0`` (soft vs hard, same seed); the test's run is in its docstring.
+Reproduce: ``python -m scripts.pruning.he2018_sfp --seed 0`` (soft vs hard, same seed); the test's run is in its docstring.
 """
 from __future__ import annotations
 

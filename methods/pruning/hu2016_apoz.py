@@ -17,7 +17,7 @@ Deviations
   found on the model's channel trace; the paper measures ReLU outputs of VGG-16 conv/fc layers directly.
 * Every layer keeps at least one channel.
 
-Reproduce: ``python -m scripts.hu2016_apoz --seed 0``.
+Reproduce: ``python -m scripts.pruning.hu2016_apoz --seed 0``.
 """
 from __future__ import annotations
 

@@ -33,7 +33,7 @@ Deviations
   top-level children contain layer i+1; single-branch layers only.
 * Reproduction on Fashion-MNIST with a small CNN, not CIFAR-10 / ImageNet.
 
-Reproduce: ``python -m scripts.hu2019_mlcp --seed 0``.
+Reproduce: ``python -m scripts.pruning.hu2019_mlcp --seed 0``.
 """
 from __future__ import annotations
 

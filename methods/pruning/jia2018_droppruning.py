@@ -25,7 +25,7 @@ Deviations
 * LeNet-300-100 (the test) / LeNet-5 on Fashion-MNIST, with few retraining epochs per stage, instead of LeNet-5
   on MNIST and VGG-16 on CIFAR-10 with full retraining.
 
-Reproduce: ``python -m scripts.jia2018_droppruning --seed 0``.
+Reproduce: ``python -m scripts.pruning.jia2018_droppruning --seed 0``.
 """
 from __future__ import annotations
 

@@ -27,7 +27,7 @@ Systems 2 (NIPS 1989), Morgan Kaufmann 1990, pp. 598-605. (No arXiv id: pre-arXi
 * Equation numbers follow our reading of the NIPS paper; the formulas are what the code checks.
 
 Supported models: chains (``Sequential``, nested) of ``Linear``, ``ReLU``, ``Flatten``, ``Identity`` and
-``Dropout`` (eval). Reproduce: ``python -m scripts.lecun1989_obd --seed 0``.
+``Dropout`` (eval). Reproduce: ``python -m scripts.pruning.lecun1989_obd --seed 0``.
 """
 from __future__ import annotations
 

@@ -25,7 +25,7 @@ Deviations
 * Ratios are rounded to a whole number of filters, m = round(ratio * C_out), and at least one filter is kept.
 * Reproduction is on Fashion-MNIST with LeNet-5 / a small VGG, not CIFAR-10 VGG-16 (data and compute budget).
 
-Reproduce: ``python -m scripts.li2017_l1filter --seed 0``.
+Reproduce: ``python -m scripts.pruning.li2017_l1filter --seed 0``.
 """
 from __future__ import annotations
 

@@ -38,7 +38,7 @@ Deviations
 * The V- and U-steps run after every W-step (mini-batch), not once per epoch.
 * Reproduction is on Fashion-MNIST with a small CNN, not ImageNet/CIFAR with VGG/ResNet/GoogLeNet.
 
-Reproduce: ``python -m scripts.lin2019_ssr --seed 0``.
+Reproduce: ``python -m scripts.pruning.lin2019_ssr --seed 0``.
 """
 from __future__ import annotations
 

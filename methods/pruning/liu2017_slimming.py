@@ -21,7 +21,7 @@ Deviations
 * Every pruned layer keeps at least one channel (its largest |gamma|), so a layer can never vanish.
 * Weight decay, if the optimizer has it, also applies to gamma (as in the paper's PyTorch code).
 
-Reproduce: ``python -m scripts.liu2017_slimming --seed 0``.
+Reproduce: ``python -m scripts.pruning.liu2017_slimming --seed 0``.
 """
 from __future__ import annotations
 

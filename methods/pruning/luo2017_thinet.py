@@ -23,7 +23,7 @@ Deviations
 * Layer i + 1 must be a dense conv (groups=1) reading layer i's channels one to one (possibly through
   BatchNorm, activations and pooling), found with ``surgery.next_consumer``.
 
-Reproduce: ``python -m scripts.luo2017_thinet --seed 0``.
+Reproduce: ``python -m scripts.pruning.luo2017_thinet --seed 0``.
 """
 from __future__ import annotations
 

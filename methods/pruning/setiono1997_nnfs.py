@@ -30,7 +30,7 @@ Deviations
   noise features (the "irrelevant attributes" of the paper's experiments), so that the test can check that the
   noise inputs are the ones removed.
 
-Reproduce: ``python -m scripts.setiono1997_nnfs --seed 0``.
+Reproduce: ``python -m scripts.pruning.setiono1997_nnfs --seed 0``.
 """
 from __future__ import annotations
 

@@ -23,7 +23,7 @@ Deviations
 * Gates are updated by SGD with momentum without weight decay; only weights with >= 2 dims are gated (biases
   are not), as in magnitude pruning.
 
-Reproduce: ``python -m scripts.srinivas2017_gates --seed 0``.
+Reproduce: ``python -m scripts.pruning.srinivas2017_gates --seed 0``.
 """
 from __future__ import annotations
 

@@ -30,7 +30,7 @@ Deviations
   connection to the kept ones; a count makes runs comparable).
 * Reproduction on a 2-class subset of Fashion-MNIST with a small CNN, not VGG-16 on LFW/CelebA gender.
 
-Reproduce: ``python -m scripts.tian2017_ldaprune --seed 0``.
+Reproduce: ``python -m scripts.pruning.tian2017_ldaprune --seed 0``.
 """
 from __future__ import annotations
 

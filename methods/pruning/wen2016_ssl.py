@@ -20,7 +20,7 @@ Deviations
   (``add_group_lasso_grad`` is that subgradient, for comparison).
 * Shape-wise and depth-wise groups (Sec. 3.2-3.3) are not implemented.
 
-Reproduce: ``python -m scripts.wen2016_ssl --seed 0``.
+Reproduce: ``python -m scripts.pruning.wen2016_ssl --seed 0``.
 """
 from __future__ import annotations
 

@@ -30,7 +30,7 @@ Deviations
   neurons of a linear layer (an input channel after ``Flatten`` is its H*W block of features). The test uses
   LeNet-300-100, where channels are neurons; the paper uses ResNet / VGG on CIFAR-10 and ImageNet.
 
-Reproduce: ``python -m scripts.zhuang2018_dcp --seed 0``.
+Reproduce: ``python -m scripts.pruning.zhuang2018_dcp --seed 0``.
 """
 from __future__ import annotations
 
