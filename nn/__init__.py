@@ -2,19 +2,20 @@
 
 PyTorch is never imported here; ``nn.interop`` imports it inside its functions.
 """
-from nn.activations import Hardsigmoid, Hardswish, LeakyReLU, ReLU, ReLU6, Sigmoid, Softmax, Tanh
-from nn.basic import Dropout, Flatten, Identity
+from nn.activations import Hardsigmoid, Hardswish, LeakyReLU, ReLU, ReLU6, Sigmoid, SiLU, Softmax, Tanh
+from nn.basic import Dropout, DropPath, Flatten, Identity
 from nn.binary import BinaryConv2d, BinaryLinear
 from nn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from nn.containers import ChannelShuffle, ChannelSplit, Concat, Residual, Sequential
+from nn.containers import ChannelShuffle, ChannelSplit, Concat, Residual, Sequential, SqueezeExcitation
 from nn.conv import Conv2d
 from nn.data import batches, load_dataset, normalize
+from nn.embedding import Embedding
 from nn.interop import from_torch, to_torch
 from nn.linear import Linear
 from nn.losses import CrossEntropyLoss, KDLoss, MSELoss
 from nn.models import NAMES, build
 from nn.module import Module
-from nn.norm import BatchNorm1d, BatchNorm2d
+from nn.norm import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm
 from nn.optim import SGD, Adam, AdamW, CosineAnnealingLR, StepLR
 from nn.pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 from nn.profile import model_latency, profile, summary_table, totals
@@ -41,12 +42,16 @@ __all__ = [
     "Conv2d",
     "CosineAnnealingLR",
     "CrossEntropyLoss",
+    "DropPath",
     "Dropout",
+    "Embedding",
     "Flatten",
+    "GroupNorm",
     "Hardsigmoid",
     "Hardswish",
     "Identity",
     "KDLoss",
+    "LayerNorm",
     "LeakyReLU",
     "Linear",
     "MSELoss",
@@ -60,10 +65,12 @@ __all__ = [
     "Sequential",
     "ShiftConv2d",
     "ShiftLinear",
+    "SiLU",
     "Sigmoid",
     "Softmax",
     "SparseConv2d",
     "SparseLinear",
+    "SqueezeExcitation",
     "StepLR",
     "Tanh",
     "batches",

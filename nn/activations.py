@@ -8,6 +8,7 @@ ReLU6                   1 on the open interval (0, 6), so 0 at both 0 and 6
 LeakyReLU(a)            1 for x > 0, ``a`` for x <= 0 (so ``a`` at 0)
 Hardswish               0 for x <= -3, x/3 + 1/2 for -3 < x < 3, 1 for x >= 3
 Hardsigmoid             1/6 on the open interval (-3, 3), 0 at -3 and 3
+SiLU (Swish)            smooth: s(x) (1 + x (1 - s(x))), with the overflow-free sigmoid
 ======================  =====================================================================
 
 torch computes Hardsigmoid's 1/6 in float32 even for float64 tensors; we use the exact 1/6 (see the test).
@@ -56,6 +57,17 @@ def sigmoid_forward(x: np.ndarray) -> np.ndarray:
 def sigmoid_backward(g: np.ndarray, y: np.ndarray) -> np.ndarray:
     # s'(x) = s (1 - s), written with the saved output
     return g * y * (1 - y)
+
+
+def silu_forward(x: np.ndarray) -> np.ndarray:
+    # SiLU / Swish (Elfwing et al. 2018; Ramachandran et al. 2017): x * s(x)
+    return x * sigmoid_forward(x)
+
+
+def silu_backward(g: np.ndarray, x: np.ndarray) -> np.ndarray:
+    # d/dx x s(x) = s + x s (1 - s) = s (1 + x (1 - s)), as torch's silu_backward
+    s = sigmoid_forward(x)
+    return g * (s * (1 + x * (1 - s)))
 
 
 def tanh_forward(x: np.ndarray) -> np.ndarray:
@@ -170,6 +182,16 @@ class Sigmoid(_Elementwise):
 
     def _df(self, g, y):
         return sigmoid_backward(g, y)
+
+
+class SiLU(_Elementwise):
+    """x * sigmoid(x) (Swish with beta = 1); saves the input and recomputes the sigmoid in backward."""
+
+    def _f(self, x):
+        return silu_forward(x)
+
+    def _df(self, g, x):
+        return silu_backward(g, x)
 
 
 class Tanh(_Elementwise):

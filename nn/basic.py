@@ -1,4 +1,4 @@
-"""Shape and regularisation layers without parameters: Flatten, Dropout, Identity (as in torch.nn)."""
+"""Shape and regularisation layers without parameters: Flatten, Dropout, Identity (as in torch.nn), DropPath."""
 from __future__ import annotations
 
 import numpy as np
@@ -81,6 +81,54 @@ class Dropout(Module):
     def backward(self, grad_output: np.ndarray) -> np.ndarray:
         scale = self._take()["scale"]
         return grad_output.copy() if scale is None else dropout_backward(grad_output, scale)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+def drop_path_forward(x: np.ndarray, p: float, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Stochastic depth (Huang et al. 2016), per sample as torchvision's ``stochastic_depth(mode="row")``.
+
+    Each sample (axis 0) is kept with probability 1 - p and scaled by 1 / (1 - p), so a residual branch is
+    dropped for whole samples. Returns ``(y, scale)`` where ``scale`` (N, 1, ..., 1), x.dtype, is 0 or 1/(1-p);
+    the backward is ``dropout_backward(g, scale)`` (g * scale, broadcast). p = 1 drops everything.
+    """
+    keep = rng.random(x.shape[0]) >= p  # (N,)
+    factor = 0.0 if p >= 1 else 1.0 / (1.0 - p)
+    scale = (keep.astype(x.dtype) * x.dtype.type(factor)).reshape((x.shape[0],) + (1,) * (x.ndim - 1))
+    return x * scale, scale
+
+
+class DropPath(Module):
+    """Stochastic depth on a residual branch: per-sample drop in training, identity in eval.
+
+    The keep decisions come from ``rng`` (a Generator or a seed): ``rng.random(N) >= p`` per forward. Input
+    (N, ...) of any rank >= 1. Twin of torchvision.ops.StochasticDepth(p, mode="row").
+    """
+
+    def __init__(self, p: float = 0.0, rng: np.random.Generator | int | None = None) -> None:
+        super().__init__()
+        if isinstance(p, bool) or not 0.0 <= p <= 1.0:
+            raise ValueError(f"DropPath probability has to be between 0 and 1, but got {p}")
+        self.p = float(p)
+        self.rng = init.default_rng(rng)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self._check_input(x)
+        if x.ndim == 0:
+            raise ValueError("DropPath expects an input (N, ...) with a batch axis, got a 0-d array")
+        if not self.training or self.p == 0.0:
+            self._save(scale=None, shape=x.shape)
+            return x.copy()
+        y, scale = drop_path_forward(x, self.p, self.rng)
+        self._save(scale=scale, shape=x.shape)
+        return y
+
+    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+        c = self._take()
+        if grad_output.shape != c["shape"]:
+            raise ValueError(f"DropPath.backward: grad_output shape {grad_output.shape} != output shape {c['shape']}")
+        return grad_output.copy() if c["scale"] is None else dropout_backward(grad_output, c["scale"])
 
     def extra_repr(self) -> str:
         return f"p={self.p}"

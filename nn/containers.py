@@ -1,9 +1,13 @@
-"""Containers that express real topologies: chains, residual adds, concatenation, split and shuffle."""
+"""Containers that express real topologies: chains, residual adds, concatenation, split, shuffle, SE gates."""
 from __future__ import annotations
 
 import numpy as np
 
+from nn import init
+from nn.activations import ReLU, Sigmoid
+from nn.conv import Conv2d
 from nn.module import Module
+from nn.pooling import AdaptiveAvgPool2d
 
 
 class Sequential(Module):
@@ -186,6 +190,69 @@ class ChannelShuffle(Module):
 
     def extra_repr(self) -> str:
         return f"groups={self.groups}"
+
+
+def gate_multiply_forward(x: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """y = x * s with x (N, C, H, W) and a per-channel gate s (N, C, 1, 1)."""
+    return x * s
+
+
+def gate_multiply_backward(g: np.ndarray, x: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(dx, ds) of y = x * s: the identity path dx = g * s, the gate path ds = sum over H, W of g * x."""
+    return g * s, (g * x).sum(axis=(-2, -1), keepdims=True)
+
+
+def _activation(name: str, make) -> Module:
+    """An activation from a Module class / zero-argument factory (torchvision's convention) or an instance."""
+    m = make if isinstance(make, Module) else make()
+    if not isinstance(m, Module):
+        raise TypeError(f"SqueezeExcitation {name} must be an lwnn Module class, factory or instance, "
+                        f"got {make!r}")
+    return m
+
+
+class SqueezeExcitation(Module):
+    """Squeeze-and-excitation (Hu et al., CVPR 2018), structured and named as torchvision.ops.SqueezeExcitation.
+
+    Eq. (2)-(4): s = scale_activation(fc2(activation(fc1(avgpool(x))))),  y = x * s
+    with fc1 a 1x1 Conv2d C -> squeeze_channels and fc2 a 1x1 Conv2d back to C, both with bias. Children
+    ``avgpool, fc1, fc2, activation, scale_activation`` in torchvision's order (parameters ``fc1.weight`` ...).
+    The activations are lwnn Module classes (ReLU, Hardsigmoid, ...), factories or instances; MobileNetV3
+    uses ``activation=ReLU, scale_activation=Hardsigmoid``. Input (N, C, H, W) or unbatched (C, H, W).
+    """
+
+    def __init__(self, channels: int, squeeze_channels: int, activation=ReLU, scale_activation=Sigmoid,
+                 rng: np.random.Generator | int | None = None, dtype=np.float32) -> None:
+        super().__init__()
+        rng = init.default_rng(rng)
+        self.avgpool = AdaptiveAvgPool2d(1)
+        self.fc1 = Conv2d(channels, squeeze_channels, 1, rng=rng, dtype=dtype)
+        self.fc2 = Conv2d(squeeze_channels, channels, 1, rng=rng, dtype=dtype)
+        self.activation = _activation("activation", activation)
+        self.scale_activation = _activation("scale_activation", scale_activation)
+        self.channels, self.squeeze_channels = int(channels), int(squeeze_channels)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        _check_array("SqueezeExcitation", x)
+        if x.ndim not in (3, 4) or x.shape[-3] != self.channels:
+            raise ValueError(f"SqueezeExcitation({self.channels}, {self.squeeze_channels}) expects input "
+                             f"(N, {self.channels}, H, W) or ({self.channels}, H, W), got shape {x.shape}")
+        s = self.scale_activation(self.fc2(self.activation(self.fc1(self.avgpool(x)))))  # (N, C, 1, 1)
+        self._save(x=x, s=s)
+        return gate_multiply_forward(x, s)
+
+    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+        c = self._take()
+        if grad_output.shape != c["x"].shape:
+            raise ValueError(f"SqueezeExcitation.backward: grad_output shape {grad_output.shape} "
+                             f"!= output shape {c['x'].shape}")
+        dx, ds = gate_multiply_backward(grad_output, c["x"], c["s"])
+        for layer in (self.scale_activation, self.fc2, self.activation, self.fc1, self.avgpool):
+            ds = layer.backward(ds)
+        return dx + ds  # identity path + gate path
+
+    def extra_repr(self) -> str:
+        return f"{self.channels}, {self.squeeze_channels}"
 
 
 def _add_branches(container: Module, branches) -> None:

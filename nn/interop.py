@@ -6,7 +6,10 @@ PyTorch is imported only inside these functions, so lwnn runs without it.
 
 The lwnn containers ``Residual``, ``Concat`` and ``ChannelSplit`` have no torch class; their twins
 ``TorchResidual``, ``TorchConcat`` and ``TorchChannelSplit`` are small ``torch.nn.Module`` classes created on
-first use (``from nn.interop import TorchResidual`` creates them, and so imports torch). Module types are
+first use (``from nn.interop import TorchResidual`` creates them, and so imports torch). ``SqueezeExcitation``
+and ``DropPath`` stand for torchvision modules (not a dependency): their twins ``TorchSqueezeExcitation`` (the
+structure and names of torchvision.ops.SqueezeExcitation) and ``TorchDropPath`` (per-sample stochastic depth;
+its ``keep`` attribute replays lwnn's draws) are created the same way. Module types are
 matched exactly (a subclass may change ``forward``), and an unknown type raises a TypeError naming it.
 """
 from __future__ import annotations
@@ -15,17 +18,19 @@ from collections import OrderedDict
 
 import numpy as np
 
-from nn.activations import Hardsigmoid, Hardswish, LeakyReLU, ReLU, ReLU6, Sigmoid, Softmax, Tanh
-from nn.basic import Dropout, Flatten, Identity
-from nn.containers import ChannelShuffle, ChannelSplit, Concat, Residual, Sequential
+from nn.activations import Hardsigmoid, Hardswish, LeakyReLU, ReLU, ReLU6, Sigmoid, SiLU, Softmax, Tanh
+from nn.basic import Dropout, DropPath, Flatten, Identity
+from nn.containers import ChannelShuffle, ChannelSplit, Concat, Residual, Sequential, SqueezeExcitation
 from nn.conv import Conv2d
+from nn.embedding import Embedding
 from nn.linear import Linear
 from nn.module import Module
-from nn.norm import BatchNorm1d, BatchNorm2d
+from nn.norm import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm
 from nn.pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 
 _TORCH_TWINS: dict[str, type] = {}
-_TWIN_NAMES = ("TorchResidual", "TorchConcat", "TorchChannelSplit", "TorchShortcutA")
+_TWIN_NAMES = ("TorchResidual", "TorchConcat", "TorchChannelSplit", "TorchShortcutA", "TorchSqueezeExcitation",
+               "TorchDropPath")
 
 
 def torch_twins() -> dict[str, type]:
@@ -81,7 +86,44 @@ def torch_twins() -> dict[str, type]:
             xs = x[:, :, ::self.stride, ::self.stride]
             return torch.nn.functional.pad(xs, (0, 0, 0, 0, extra // 2, extra - extra // 2))
 
-    for cls in (TorchResidual, TorchConcat, TorchChannelSplit, TorchShortcutA):
+    class TorchSqueezeExcitation(torch.nn.Module):
+        """torchvision.ops.SqueezeExcitation (same children and names); twin of nn.containers.SqueezeExcitation."""
+
+        def __init__(self, input_channels: int, squeeze_channels: int, activation=torch.nn.ReLU,
+                     scale_activation=torch.nn.Sigmoid) -> None:
+            super().__init__()
+            self.avgpool = torch.nn.AdaptiveAvgPool2d(1)
+            self.fc1 = torch.nn.Conv2d(input_channels, squeeze_channels, 1)
+            self.fc2 = torch.nn.Conv2d(squeeze_channels, input_channels, 1)
+            self.activation = activation()
+            self.scale_activation = scale_activation()
+
+        def forward(self, x):
+            return self.scale_activation(self.fc2(self.activation(self.fc1(self.avgpool(x))))) * x
+
+    class TorchDropPath(torch.nn.Module):
+        """torchvision's stochastic_depth(mode="row"); twin of nn.basic.DropPath.
+
+        Set ``keep`` to a bool tensor (N,) to replay lwnn's draws exactly; ``None`` draws with torch.
+        """
+
+        def __init__(self, p: float) -> None:
+            super().__init__()
+            self.p = float(p)
+            self.keep = None
+
+        def forward(self, x):
+            if not self.training or self.p == 0.0:
+                return x
+            keep = torch.rand(x.shape[0]) >= self.p if self.keep is None else self.keep
+            scale = keep.to(x.dtype) * (0.0 if self.p >= 1 else 1.0 / (1.0 - self.p))
+            return x * scale.reshape((x.shape[0],) + (1,) * (x.ndim - 1))
+
+        def extra_repr(self) -> str:
+            return f"p={self.p}"
+
+    for cls in (TorchResidual, TorchConcat, TorchChannelSplit, TorchShortcutA, TorchSqueezeExcitation,
+                TorchDropPath):
         cls.__module__, cls.__qualname__ = __name__, cls.__name__  # picklable as nn.interop.<name>
         _TORCH_TWINS[cls.__name__] = cls
     return _TORCH_TWINS
@@ -162,6 +204,22 @@ def from_torch(torch_module, rng: np.random.Generator | int | None = None) -> Mo
         m = Concat(*[from_torch(c, rng) for c in t.children()])
     elif T is twins["TorchChannelSplit"]:
         m = ChannelSplit(t.sections, *[from_torch(c, rng) for c in t.children()])
+    elif T is twins["TorchSqueezeExcitation"]:
+        m = SqueezeExcitation(t.fc1.in_channels, t.fc1.out_channels, from_torch(t.activation, rng),
+                              from_torch(t.scale_activation, rng))
+        m.fc1, m.fc2 = from_torch(t.fc1, rng), from_torch(t.fc2, rng)
+    elif T is twins["TorchDropPath"]:
+        m = DropPath(t.p, rng=rng)
+    elif T is tnn.LayerNorm:
+        m = LayerNorm(t.normalized_shape, t.eps, t.elementwise_affine, t.bias is not None, dtype=_param_dtype(t))
+    elif T is tnn.GroupNorm:
+        m = GroupNorm(t.num_groups, t.num_channels, t.eps, t.affine, dtype=_param_dtype(t), bias=t.bias is not None)
+    elif T is tnn.Embedding:
+        for opt, ok in (("max_norm", t.max_norm is None), ("scale_grad_by_freq", not t.scale_grad_by_freq),
+                        ("sparse", not t.sparse)):
+            if not ok:
+                raise ValueError(f"from_torch: Embedding option {opt}={getattr(t, opt)!r} is not supported")
+        m = Embedding(t.num_embeddings, t.embedding_dim, t.padding_idx, dtype=_param_dtype(t))
     elif T is tnn.Linear:
         m = Linear(t.in_features, t.out_features, t.bias is not None, dtype=_param_dtype(t))
     elif T is tnn.Conv2d:
@@ -170,9 +228,9 @@ def from_torch(torch_module, rng: np.random.Generator | int | None = None) -> Mo
     elif T in (tnn.BatchNorm1d, tnn.BatchNorm2d):
         cls = BatchNorm1d if T is tnn.BatchNorm1d else BatchNorm2d
         m = cls(t.num_features, t.eps, t.momentum, t.affine, t.track_running_stats, dtype=_param_dtype(t))
-    elif T in (tnn.ReLU, tnn.ReLU6, tnn.Sigmoid, tnn.Tanh, tnn.Hardswish, tnn.Hardsigmoid):
+    elif T in (tnn.ReLU, tnn.ReLU6, tnn.Sigmoid, tnn.Tanh, tnn.Hardswish, tnn.Hardsigmoid, tnn.SiLU):
         cls = {tnn.ReLU: ReLU, tnn.ReLU6: ReLU6, tnn.Sigmoid: Sigmoid, tnn.Tanh: Tanh, tnn.Hardswish: Hardswish,
-               tnn.Hardsigmoid: Hardsigmoid}[T]
+               tnn.Hardsigmoid: Hardsigmoid, tnn.SiLU: SiLU}[T]
         m = cls(getattr(t, "inplace", False))
     elif T is tnn.LeakyReLU:
         m = LeakyReLU(t.negative_slope, t.inplace)
@@ -217,6 +275,18 @@ def to_torch(module: Module):
         t = twins["TorchConcat"](*[to_torch(c) for c in m.children()])
     elif T is ChannelSplit:
         t = twins["TorchChannelSplit"](m.sections, *[to_torch(c) for c in m.children()])
+    elif T is SqueezeExcitation:
+        t = twins["TorchSqueezeExcitation"](m.channels, m.squeeze_channels, lambda: to_torch(m.activation),
+                                            lambda: to_torch(m.scale_activation))
+        t.fc1, t.fc2 = to_torch(m.fc1), to_torch(m.fc2)
+    elif T is DropPath:
+        t = twins["TorchDropPath"](m.p)
+    elif T is LayerNorm:
+        t = tnn.LayerNorm(m.normalized_shape, m.eps, m.elementwise_affine, m.bias is not None, dtype=dt)
+    elif T is GroupNorm:
+        t = tnn.GroupNorm(m.num_groups, m.num_channels, m.eps, m.affine, dtype=dt, bias=m.bias is not None)
+    elif T is Embedding:
+        t = tnn.Embedding(m.num_embeddings, m.embedding_dim, m.padding_idx, dtype=dt)
     elif T is Linear:
         t = tnn.Linear(m.in_features, m.out_features, m.bias is not None, dtype=dt)
     elif T is Conv2d:
@@ -227,9 +297,9 @@ def to_torch(module: Module):
         if not m.affine and m.track_running_stats:
             dt = _torch_dtype(m.running_mean.dtype)
         t = cls(m.num_features, m.eps, m.momentum, m.affine, m.track_running_stats, dtype=dt)
-    elif T in (ReLU, ReLU6, Sigmoid, Tanh, Hardswish, Hardsigmoid):
+    elif T in (ReLU, ReLU6, Sigmoid, Tanh, Hardswish, Hardsigmoid, SiLU):
         cls = {ReLU: tnn.ReLU, ReLU6: tnn.ReLU6, Sigmoid: tnn.Sigmoid, Tanh: tnn.Tanh, Hardswish: tnn.Hardswish,
-               Hardsigmoid: tnn.Hardsigmoid}[T]
+               Hardsigmoid: tnn.Hardsigmoid, SiLU: tnn.SiLU}[T]
         t = cls() if T in (Sigmoid, Tanh) else cls(inplace=m.inplace)
     elif T is LeakyReLU:
         t = tnn.LeakyReLU(m.negative_slope, m.inplace)

@@ -1,4 +1,6 @@
-"""Batch normalisation (Ioffe & Szegedy 2015) over (N, C), (N, C, L) or (N, C, H, W), as torch.nn.BatchNorm1d/2d.
+"""Normalisation layers as torch.nn: BatchNorm1d/2d (Ioffe & Szegedy 2015), LayerNorm, GroupNorm.
+
+Batch normalisation over (N, C), (N, C, L) or (N, C, H, W), as torch.nn.BatchNorm1d/2d.
 
 Training normalises with the batch mean and the *biased* batch variance, and updates the running statistics
 with the *unbiased* variance, exactly as torch:
@@ -149,3 +151,182 @@ class BatchNorm2d(_BatchNorm):
 
     _ndims = (4,)
     _what = "(N, C, H, W)"
+
+
+# ------------------------------------------------------------------------------------------ layer and group norm
+#
+# Both standardise rows of a 2-d view with the *biased* variance and no running statistics, so they share one
+# pair: LayerNorm's rows are the samples (Ba et al. 2016), GroupNorm's rows are (sample, group) (Wu & He 2018).
+
+def standardize_rows(x2: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]:
+    """x_hat = (x - mean) / sqrt(var + eps) along axis 1 of x2 (M, K); returns (x_hat (M, K), inv_std (M,))."""
+    x_hat = x2 - x2.mean(axis=1, keepdims=True)  # (M, K)
+    var = np.einsum("mk,mk->m", x_hat, x_hat) / x2.shape[1]
+    inv_std = (1.0 / np.sqrt(var + eps)).astype(x2.dtype)
+    x_hat *= inv_std[:, None]
+    return x_hat, inv_std
+
+
+def standardize_rows_backward(dxh: np.ndarray, x_hat: np.ndarray, inv_std: np.ndarray) -> np.ndarray:
+    """dx (M, K) of ``standardize_rows`` given dxh = dL/dx_hat (M, K):
+
+        dx = inv_std * (dxh - mean(dxh) - x_hat * mean(dxh * x_hat))     (means along K)
+    """
+    k = dxh.shape[1]
+    m1 = dxh.sum(axis=1, keepdims=True) / k
+    m2 = np.einsum("mk,mk->m", dxh, x_hat)[:, None] / k
+    return inv_std[:, None] * (dxh - m1 - x_hat * m2)
+
+
+def layernorm_forward(x: np.ndarray, weight: np.ndarray | None, bias: np.ndarray | None, d: int, eps: float):
+    """y = x_hat * weight + bias, x_hat standardised over the last ``d`` axes of x (..., *normalized_shape).
+
+    weight and bias have shape normalized_shape (either may be None). Returns (y (x.shape), x_hat (M, K),
+    inv_std (M,)) with K = prod(normalized_shape), M = x.size / K.
+    """
+    k = int(np.prod(x.shape[x.ndim - d:], dtype=np.int64))
+    x_hat, inv_std = standardize_rows(x.reshape(-1, k), eps)  # (M, K)
+    y = x_hat * weight.reshape(-1) if weight is not None else x_hat.copy()
+    if bias is not None:
+        y += bias.reshape(-1)
+    return y.reshape(x.shape), x_hat, inv_std
+
+
+def layernorm_backward(g: np.ndarray, x_hat: np.ndarray, inv_std: np.ndarray, weight: np.ndarray | None):
+    """(dx (g.shape), dweight (K,), dbias (K,)) of ``layernorm_forward``; reshape dweight/dbias to the params."""
+    g2 = g.reshape(x_hat.shape)  # (M, K)
+    dweight = np.einsum("mk,mk->k", g2, x_hat)
+    dbias = g2.sum(axis=0)
+    dxh = g2 * weight.reshape(-1) if weight is not None else g2
+    return standardize_rows_backward(dxh, x_hat, inv_std).reshape(g.shape), dweight, dbias
+
+
+def groupnorm_forward(x: np.ndarray, weight: np.ndarray | None, bias: np.ndarray | None, groups: int, eps: float):
+    """y = x_hat * weight[c] + bias[c], x_hat standardised over each group of C/G channels (and all of *).
+
+    x (N, C, *), weight and bias (C,) or None. Returns (y (x.shape), x_hat (N, C, L), inv_std (N*G,)).
+    """
+    n, c = x.shape[:2]
+    l = int(np.prod(x.shape[2:], dtype=np.int64))
+    x_hat, inv_std = standardize_rows(x.reshape(n * groups, c // groups * l), eps)  # (N*G, C/G*L)
+    x_hat = x_hat.reshape(n, c, l)  # (N, C, L)
+    y = x_hat * weight[:, None] if weight is not None else x_hat.copy()
+    if bias is not None:
+        y += bias[:, None]
+    return y.reshape(x.shape), x_hat, inv_std
+
+
+def groupnorm_backward(g: np.ndarray, x_hat: np.ndarray, inv_std: np.ndarray, weight: np.ndarray | None):
+    """(dx (g.shape), dweight (C,), dbias (C,)) of ``groupnorm_forward``; x_hat (N, C, L), inv_std (N*G,)."""
+    g3 = g.reshape(x_hat.shape)  # (N, C, L)
+    dweight = np.einsum("ncl,ncl->c", g3, x_hat)
+    dbias = g3.sum(axis=(0, 2))
+    dxh = g3 * weight[:, None] if weight is not None else g3
+    rows = (inv_std.shape[0], x_hat.size // max(inv_std.shape[0], 1))  # (N*G, C/G*L)
+    dx = standardize_rows_backward(dxh.reshape(rows), x_hat.reshape(rows), inv_std)
+    return dx.reshape(g.shape), dweight, dbias
+
+
+def _positive_int(name: str, what: str, v) -> int:
+    if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < 1:
+        raise ValueError(f"{name}: {what} must be a positive int, got {v!r}")
+    return int(v)
+
+
+class _RowNorm(Module):
+    """Shared forward/backward of LayerNorm and GroupNorm: subclasses give ``_check`` and the pure pair."""
+
+    def _check(self, x: np.ndarray) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _pair(self):  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self._check(x)
+        fwd, _, arg = self._pair()
+        y, x_hat, inv_std = fwd(x, self.weight, self.bias, arg, self.eps)
+        self._save(x_hat=x_hat, inv_std=inv_std, shape=x.shape)
+        return y
+
+    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+        c = self._take()
+        if grad_output.shape != c["shape"]:
+            raise ValueError(f"{type(self).__name__}.backward: grad_output shape {grad_output.shape} "
+                             f"!= output shape {c['shape']}")
+        _, bwd, _ = self._pair()
+        dx, dw, db = bwd(grad_output.astype(c["x_hat"].dtype, copy=False), c["x_hat"], c["inv_std"], self.weight)
+        if self.weight is not None:
+            self._grads["weight"] += dw.reshape(self.weight.shape)
+        if self.bias is not None:
+            self._grads["bias"] += db.reshape(self.bias.shape)
+        return dx
+
+
+class LayerNorm(_RowNorm):
+    """torch.nn.LayerNorm: standardise over the last len(normalized_shape) axes, then weight * x_hat + bias.
+
+    Input (..., *normalized_shape); weight and bias (normalized_shape), ones and zeros at init.
+    """
+
+    def __init__(self, normalized_shape, eps: float = 1e-5, elementwise_affine: bool = True, bias: bool = True,
+                 dtype=np.float32) -> None:
+        super().__init__()
+        if isinstance(normalized_shape, (int, np.integer)):
+            normalized_shape = (normalized_shape,)
+        if not isinstance(normalized_shape, (tuple, list)) or not normalized_shape:
+            raise ValueError(f"LayerNorm: normalized_shape must be an int or a non-empty tuple of ints, "
+                             f"got {normalized_shape!r}")
+        self.normalized_shape = tuple(_positive_int("LayerNorm", "normalized_shape", s) for s in normalized_shape)
+        self.eps, self.elementwise_affine = float(eps), bool(elementwise_affine)
+        dtype = np.dtype(dtype)
+        affine = self.elementwise_affine
+        self.register_parameter("weight", np.ones(self.normalized_shape, dtype) if affine else None)
+        self.register_parameter("bias", np.zeros(self.normalized_shape, dtype) if affine and bias else None)
+
+    def _check(self, x: np.ndarray) -> None:
+        self._check_input(x)
+        d = len(self.normalized_shape)
+        if x.ndim < d or x.shape[x.ndim - d:] != self.normalized_shape:
+            raise ValueError(f"LayerNorm{self.normalized_shape} expects input (..., "
+                             f"{', '.join(map(str, self.normalized_shape))}), got shape {x.shape}")
+
+    def _pair(self):
+        return layernorm_forward, layernorm_backward, len(self.normalized_shape)
+
+    def extra_repr(self) -> str:
+        return (f"{self.normalized_shape}, eps={self.eps}, elementwise_affine={self.elementwise_affine}, "
+                f"bias={self.bias is not None}")
+
+
+class GroupNorm(_RowNorm):
+    """torch.nn.GroupNorm: standardise each sample over groups of C/G channels, then per-channel weight, bias.
+
+    Input (N, C, *); weight and bias (C,), ones and zeros at init (``bias`` keyword-only, as torch). G = 1 is LayerNorm over (C, *) with a
+    per-channel affine, G = C is InstanceNorm with an affine.
+    """
+
+    def __init__(self, num_groups: int, num_channels: int, eps: float = 1e-5, affine: bool = True,
+                 dtype=np.float32, *, bias: bool = True) -> None:
+        super().__init__()
+        self.num_groups = _positive_int("GroupNorm", "num_groups", num_groups)
+        self.num_channels = _positive_int("GroupNorm", "num_channels", num_channels)
+        if num_channels % num_groups:
+            raise ValueError(f"GroupNorm: num_channels={num_channels} must be divisible by num_groups={num_groups}")
+        self.eps, self.affine = float(eps), bool(affine)
+        dtype = np.dtype(dtype)
+        self.register_parameter("weight", np.ones(self.num_channels, dtype) if affine else None)
+        self.register_parameter("bias", np.zeros(self.num_channels, dtype) if affine and bias else None)
+
+    def _check(self, x: np.ndarray) -> None:
+        self._check_input(x)
+        if x.ndim < 2 or x.shape[1] != self.num_channels:
+            raise ValueError(f"GroupNorm({self.num_groups}, {self.num_channels}) expects input "
+                             f"(N, {self.num_channels}, *), got shape {x.shape}")
+
+    def _pair(self):
+        return groupnorm_forward, groupnorm_backward, self.num_groups
+
+    def extra_repr(self) -> str:
+        return (f"{self.num_groups}, {self.num_channels}, eps={self.eps}, affine={self.affine}, "
+                f"bias={self.bias is not None}")
