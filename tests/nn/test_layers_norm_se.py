@@ -448,3 +448,16 @@ def test_unsupported_embedding_options_are_named(torch):
         from_torch(torch.nn.Embedding(4, 2, max_norm=1.0))
     with pytest.raises(ValueError, match="scale_grad_by_freq"):
         from_torch(torch.nn.Embedding(4, 2, scale_grad_by_freq=True))
+
+
+def test_new_twins_are_picklable_and_importable(torch):
+    import pickle
+
+    from nn.interop import TorchDropPath, TorchSqueezeExcitation
+
+    t = torch.nn.Sequential(TorchSqueezeExcitation(4, 2, torch.nn.ReLU, torch.nn.Hardsigmoid), TorchDropPath(0.5))
+    t.eval()
+    t2 = pickle.loads(pickle.dumps(t))
+    x = torch.randn(2, 4, 3, 3)
+    assert torch.equal(t(x), t2(x))
+    assert type(from_torch(t2)[0].scale_activation) is Hardsigmoid
