@@ -303,3 +303,53 @@ def model_latency(model: Module, batch, input_shape: tuple[int, ...] | None = No
     finally:
         _restore(saved)
     return {"batch": int(x.shape[0]), "median_ms": ms, "per_sample_ms": ms / x.shape[0], "repeat": repeat}
+
+
+SPREAD_LIMIT = 0.25  # relative spread of the per-pair ratios above which a speed-up is not quoted
+
+
+def paired_latency(model: Module, reference: Module, batch, input_shape: tuple[int, ...] | None = None,
+                   dtype=np.float32, pairs: int = 21, min_time: float = 0.005, warmup: float = 0.05,
+                   spread_limit: float = SPREAD_LIMIT) -> dict:
+    """Latency of ``model`` against ``reference`` from interleaved short samples, so load drift cancels.
+
+    Each of ``pairs`` rounds times one short sample (``min_time`` of repeated calls) of each model back to back,
+    in alternating order, so the two samples of a pair see the same machine load. Reported: ``speedup``, the
+    median over the pairs of reference time / model time (drift and bursts of load cancel within a pair),
+    ``ms`` and ``reference_ms``, each model's median sample (their ratio is close to ``speedup``; a row's figures
+    cannot contradict each other the way two separately timed medians can), and ``spread``, the interquartile
+    range of the per-pair ratios over their median. When the spread exceeds ``spread_limit`` the machine's load
+    decided the samples: ``speedup`` is None and ``stable`` False, and the caller prints that instead of a
+    number.
+    """
+    if isinstance(batch, np.ndarray):
+        x = batch
+    else:
+        if input_shape is None:
+            raise ValueError("paired_latency: give an input array, or a batch size and the per-sample input_shape")
+        x = np.random.default_rng(0).standard_normal((int(batch), *input_shape)).astype(dtype)
+    if pairs < 4:
+        raise ValueError(f"paired_latency: need at least 4 pairs for a spread, got {pairs}")
+    saved = [(m, m.training, m._cache) for mod in (model, reference) for m in mod.modules()]
+    try:
+        model.eval()
+        reference.eval()
+        ours, ref = [], []
+        def sample(m: Module, warm: float) -> float:
+            return _median_ms(lambda: m(x), 1, warm, min_time)
+        sample(model, warmup)  # warm-up (JIT, caches) before any sample counts
+        sample(reference, warmup)
+        for r in range(pairs):
+            order = ((model, ours), (reference, ref)) if r % 2 == 0 else ((reference, ref), (model, ours))
+            for m, out in order:
+                out.append(sample(m, 0.0))
+    finally:
+        _restore(saved)
+    ratios = np.asarray(ref) / np.asarray(ours)
+    q25, q50, q75 = np.percentile(ratios, [25, 50, 75])
+    spread = float((q75 - q25) / q50)
+    ms, reference_ms = float(np.median(ours)), float(np.median(ref))
+    stable = spread <= spread_limit
+    return {"batch": int(x.shape[0]), "ms": ms, "reference_ms": reference_ms,
+            "speedup": float(q50) if stable else None, "spread": spread, "stable": stable,
+            "samples_ms": ours, "reference_samples_ms": ref}

@@ -31,12 +31,12 @@ import numpy as np
 
 from nn.checkpoint import save_checkpoint
 from nn.module import Module
-from nn.profile import model_latency, profile, totals
+from nn.profile import paired_latency, profile, totals
 from nn.train import evaluate
 
-COLUMNS = ["method", "paper", "kind", "test_acc", "delta_acc", "params", "nonzeros", "compression",
+COLUMNS = ["family", "method", "kind", "test_acc", "delta_acc", "params", "nonzeros", "compression",
            "bytes_on_disk", "disk_ratio", "MACs", "latency_b1_ms", "latency_b64_ms", "speedup_b1", "speedup_b64",
-           "seconds", "note"]
+           "spread_b1", "spread_b64", "seconds", "note"]
 
 
 @dataclass
@@ -100,24 +100,19 @@ def demo_fn(paper_id: str) -> Callable:
 
 # ----------------------------------------------------------------------------------------------- measuring
 
-def paired_latency(model: Module, reference: Module, batch: int, input_shape: tuple[int, ...],
-                   rounds: int = 5) -> tuple[float, float]:
-    """Median forward ms of ``model`` and ``reference``, sampled alternately (``rounds`` x 3 samples each) so a
-    change in machine load hits both; a speed-up is the ratio of the two medians of the same time window."""
-    ours, ref = [], []
-    for r in range(rounds):
-        warm = 0.05 if r == 0 else 0.0
-        ours.append(model_latency(model, batch, input_shape, repeat=3, warmup=warm)["median_ms"])
-        ref.append(model_latency(reference, batch, input_shape, repeat=3, warmup=warm)["median_ms"])
-    return float(np.median(ours)), float(np.median(ref))
+def _family(name: str) -> str:
+    from scripts import catalogue
+    return catalogue.BY_ID[name].family if name in catalogue.BY_ID else "-"
 
 
 def measure(name: str, model: Module, data: DemoData, run_dir: Path, baseline: dict | None,
             seconds: float, note: str = "", reference: Module | None = None, metadata: dict | None = None) -> dict:
     """Every row of the table comes from here: accuracy, counts, deployed bytes on disk, MACs, latency.
 
-    With ``reference`` (the baseline model) the speed-ups come from ``paired_latency``; the latency columns are
-    this model's medians from those alternating samples.
+    With ``reference`` (the baseline model) the latencies and speed-ups come from ``nn.profile.paired_latency``
+    (interleaved short samples; each model's lowest sample; the speed-up is the ratio of the two, so a row's
+    figures agree with each other); a speed-up whose samples spread too much under machine load is left empty
+    and the row's note says so.
     """
     from methods.pruning.common import deploy_sparse
     kind = "dense"
@@ -133,37 +128,73 @@ def measure(name: str, model: Module, data: DemoData, run_dir: Path, baseline: d
     nonzeros = int(sum(np.count_nonzero(p) for _, p in model.named_parameters()))
     path = save_checkpoint(run_dir / "models" / f"{name}.h5", deployed, metadata={**(metadata or {}), "method": name})
     nbytes = path.stat().st_size
-    if reference is None:
-        lat1 = model_latency(deployed, 1, data.input_shape)["median_ms"]
-        lat64 = model_latency(deployed, 64, data.input_shape)["median_ms"]
-        ref1, ref64 = lat1, lat64
-    else:
-        lat1, ref1 = paired_latency(deployed, reference, 1, data.input_shape)
-        lat64, ref64 = paired_latency(deployed, reference, 64, data.input_shape)
-    row = {"method": name, "paper": name if name != "baseline" else "-", "kind": kind, "test_acc": acc,
+    timing = {}
+    for b in (1, 64):
+        t = paired_latency(deployed, deployed if reference is None else reference, b, data.input_shape)
+        timing.update({f"latency_b{b}_ms": t["ms"], f"reference_b{b}_ms": t["reference_ms"],
+                       f"speedup_b{b}": t["speedup"], f"spread_b{b}": t["spread"]})
+        if reference is not None and not t["stable"]:
+            note = (note + "; " if note else "") + f"batch-{b} speed-up not quoted (spread {t['spread']:.0%})"
+    row = {"family": _family(name), "method": name, "kind": kind, "test_acc": acc,
            "params": params, "nonzeros": nonzeros, "bytes_on_disk": nbytes, "MACs": int(tot.get("macs", 0)),
-           "latency_b1_ms": lat1, "latency_b64_ms": lat64, "seconds": seconds, "note": note}
+           "seconds": seconds, "note": note, **timing}
     if baseline is None:
         row.update(delta_acc=0.0, compression=1.0, disk_ratio=1.0, speedup_b1=1.0, speedup_b64=1.0)
     else:
         row.update(delta_acc=acc - baseline["test_acc"],
                    compression=baseline["nonzeros"] / max(nonzeros, 1),
-                   disk_ratio=baseline["bytes_on_disk"] / nbytes,
-                   speedup_b1=ref1 / lat1, speedup_b64=ref64 / lat64)
+                   disk_ratio=baseline["bytes_on_disk"] / nbytes)
     return row
 
 
+HEADINGS = {"family": "family", "method": "method", "kind": "kind", "test_acc": "acc %", "delta_acc": "change pt",
+            "params": "params", "nonzeros": "nonzeros", "compression": "compression", "bytes_on_disk": "bytes",
+            "disk_ratio": "disk ratio", "MACs": "MACs", "latency_b1_ms": "ms b1", "latency_b64_ms": "ms b64",
+            "speedup_b1": "speed-up b1", "speedup_b64": "speed-up b64", "spread_b1": "spread b1",
+            "spread_b64": "spread b64", "seconds": "s", "note": "note"}
+NUMERIC = {c for c in COLUMNS if c not in ("family", "method", "kind", "note")}
+
+
+def _cell(c: str, r: dict) -> str:
+    v = r.get(c)
+    if c.startswith("speedup") and v is None and "test_acc" in r:
+        return "unstable"  # nn.profile.paired_latency: the samples spread too much to quote a ratio
+    if v is None or v == "":
+        return ""
+    if c == "test_acc":
+        return f"{100 * v:.2f}"
+    if c == "delta_acc":
+        return f"{100 * v:+.2f}"
+    if c in ("params", "nonzeros", "bytes_on_disk", "MACs"):
+        return f"{int(v):,}"
+    if c in ("compression", "disk_ratio") or c.startswith("speedup"):
+        return f"{v:.2f}x"
+    if c.startswith("spread"):
+        return f"{100 * v:.0f}%"
+    if c == "seconds":
+        return f"{v:.0f}"
+    if isinstance(v, float):
+        return f"{v:.3g}"
+    return str(v)
+
+
 def format_rows(rows: list[dict]) -> str:
-    def fmt(c, v):
-        if v is None or v == "":
-            return ""
-        if c in ("test_acc", "delta_acc"):
-            return f"{100 * v:+.2f}" if c == "delta_acc" else f"{100 * v:.2f}"
-        if isinstance(v, float):
-            return f"{v:.3g}"
-        return str(v)
-    out = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    out += ["| " + " | ".join(fmt(c, r.get(c)) for c in COLUMNS) + " |" for r in rows]
+    """The table as markdown (comparison.md)."""
+    out = ["| " + " | ".join(HEADINGS[c] for c in COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
+    out += ["| " + " | ".join(_cell(c, r) for c in COLUMNS) + " |" for r in rows]
+    return "\n".join(out)
+
+
+def format_terminal(rows: list[dict]) -> str:
+    """The table for a terminal: aligned columns, numbers right-aligned, the notes below the table."""
+    cols = [c for c in COLUMNS if c != "note"]
+    body = [[_cell(c, r) for c in cols] for r in rows]
+    widths = [max(len(HEADINGS[c]), *(len(b[i]) for b in body)) for i, c in enumerate(cols)]
+    def line(cells):
+        return "  ".join(x.rjust(w) if c in NUMERIC or x == "unstable" else x.ljust(w)
+                         for c, x, w in zip(cols, cells, widths)).rstrip()
+    out = [line([HEADINGS[c] for c in cols]), "  ".join("-" * w for w in widths)] + [line(b) for b in body]
+    out += [f"{r['method']}: {r['note']}" for r in rows if r.get("note")]
     return "\n".join(out)
 
 
@@ -213,16 +244,17 @@ def compare(baseline_model: Module, data: DemoData, run_dir: Path, seed: int = 0
             echo("interrupted: writing the rows finished so far")
             break
         except Exception as e:  # noqa: BLE001 - one failing method must not lose the others' results
-            rows.append({"method": name, "paper": name, "kind": "-", "note": f"FAILED: {type(e).__name__}: {e}"})
+            rows.append({"family": _family(name), "method": name, "kind": "-",
+                         "note": f"FAILED: {type(e).__name__}: {e}"})
         r = rows[-1]
-        echo(f"{name}: " + (f"acc {100 * r['test_acc']:.2f}% ({100 * r['delta_acc']:+.2f}), "
-                            f"compression {r['compression']:.1f}x, speed-up {r['speedup_b1']:.2f}x / "
-                            f"{r['speedup_b64']:.2f}x (batch 1 / 64), "
+        echo(f"{name}: " + (f"acc {_cell('test_acc', r)}% ({_cell('delta_acc', r)}), "
+                            f"compression {_cell('compression', r)}, speed-up {_cell('speedup_b1', r)} / "
+                            f"{_cell('speedup_b64', r)} (batch 1 / 64), "
                             f"{r['seconds']:.0f}s" if "test_acc" in r else r["note"]))
         _write(rows, run_dir)
     _write(rows, run_dir)
     plot(rows, run_dir / "comparison.png")
-    echo(format_rows(rows))
+    echo(format_terminal(rows))
     return rows
 
 

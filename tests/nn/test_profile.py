@@ -163,3 +163,39 @@ def test_failed_forward_leaves_model_untouched():
     with pytest.raises(ValueError, match="Linear expects input"):
         profile(m, (2, 5), latency=False)
     assert all("forward" not in mod.__dict__ for mod in m.modules()) and all(mod.training for mod in m.modules())
+
+
+def test_paired_latency_figures_agree_and_a_loaded_machine_makes_no_speedup():
+    """Two copies of one model timed while a busy thread (BLAS calls in a loop, GIL released) loads the machine:
+    interleaved samples must not turn the equal pair into a speed-up above 1.3x or below 0.77x; when the load
+    makes the samples spread too much, the routine says so instead of quoting a number."""
+    import copy
+    import threading
+
+    from nn.profile import paired_latency
+    model = build("lenet5", rng=np.random.default_rng(0))
+    twin = copy.deepcopy(model)
+    stop = threading.Event()
+
+    def busy():
+        a = np.random.default_rng(1).standard_normal((384, 384))
+        while not stop.is_set():
+            a = np.tanh(a @ a.T / 384.0)
+    worker = threading.Thread(target=busy, daemon=True)
+    worker.start()
+    try:
+        results = [paired_latency(model, twin, b, (1, 28, 28), pairs=12) for b in (1, 16)]
+    finally:
+        stop.set()
+        worker.join()
+    for r in results:
+        assert r["ms"] == np.median(r["samples_ms"]) and r["reference_ms"] == np.median(r["reference_samples_ms"])
+        assert len(r["samples_ms"]) == 12 and r["spread"] >= 0
+        ratios = np.asarray(r["reference_samples_ms"]) / np.asarray(r["samples_ms"])
+        if r["stable"]:
+            assert r["speedup"] == pytest.approx(np.median(ratios))
+            assert 0.77 < r["speedup"] < 1.3, r
+        else:
+            assert r["speedup"] is None
+    with pytest.raises(ValueError, match="at least 4 pairs"):
+        paired_latency(model, twin, 1, (1, 28, 28), pairs=2)
