@@ -83,30 +83,39 @@ def test_saliency_golden_and_unsupported_layer():
 
 
 @pytest.mark.slow
-def test_obd_loses_less_than_magnitude_before_retraining(lenet300_baseline, fmnist):
-    """Same baseline, same number of deleted weights (global ranking), no retraining.
+def test_obd_ties_magnitude_and_beats_random_before_retraining(lenet300_baseline, fmnist):
+    """Same baseline, same number of deleted weights (global ranking), no retraining, 30-60% deleted.
 
-    OBD's model of the objective is the training loss: its increase must be smaller than magnitude pruning's at
-    50% and 60% deleted, and the test accuracy at 60% at least as high. (At >= 70% one-shot magnitude pruning
-    wins on this network; and on a 15-epoch baseline magnitude wins from 50% up: papers/pruning/lecun1989_obd.md
-    reports both curves. This pins the paper's claim only in the state where it holds.)
+    The paper's claim is that saliency ranks weights better than magnitude. On this network that holds only
+    narrowly and not on every CPU: on an AVX2 Zen 3 OBD's training-loss increase was the smaller at 50% and 60%,
+    on an AVX-512 Zen 4 (2026-12-04) it was smaller at 30% and 60% and larger at 50% (0.0122 vs 0.0114), and
+    at >= 70% magnitude wins (papers/pruning/lecun1989_obd.md has the curves, and a 15-epoch baseline where
+    magnitude wins from 50% up). What holds by a wide margin on both ISAs is asserted: OBD's loss increase is
+    within 1.5x of magnitude's (a tie) and under a tenth of a random deletion's, and its test accuracy at 60%
+    is within a point of magnitude's. A saliency that ignored the Hessian or the weights fails the random bound.
     """
     from nn.train import evaluate
     xs, ys = fmnist.x_train[:10000], fmnist.y_train[:10000]
     model = lenet300_baseline.build()
     h = obd.diag_hessian(model, fmnist.x_train[:3000])
     sal = obd.saliency(model, h)
-    for ratio in (0.5, 0.6):
+    L0 = evaluate(model, xs, ys)[0]
+    noise = {k: np.random.default_rng(0).random(v.shape) for k, v in sal.items()}
+    for ratio in (0.3, 0.5, 0.6):
         res = {}
-        for crit in ("obd", "magnitude"):
+        for crit in ("obd", "magnitude", "random"):
             m = lenet300_baseline.build()
-            masks = common.score_masks(sal, ratio) if crit == "obd" else common.global_magnitude_masks(m, ratio)
+            if crit == "magnitude":
+                masks = common.global_magnitude_masks(m, ratio)
+            else:
+                masks = common.score_masks(sal if crit == "obd" else noise, ratio)
             common.apply_masks(m, masks)
             assert common.sparsity_stats(m)[-1]["sparsity"] == pytest.approx(ratio, abs=1e-5)
-            res[crit] = (evaluate(m, xs, ys)[0], evaluate(m, fmnist.x_test, fmnist.y_test)[1])
+            res[crit] = (evaluate(m, xs, ys)[0] - L0, evaluate(m, fmnist.x_test, fmnist.y_test)[1])
         print(ratio, res)
-        assert res["obd"][0] < res["magnitude"][0]
-    assert res["obd"][1] >= res["magnitude"][1]
+        assert res["obd"][0] <= 1.5 * res["magnitude"][0], ratio
+        assert res["obd"][0] < 0.1 * res["random"][0], ratio
+    assert res["obd"][1] >= res["magnitude"][1] - 0.01
 
 
 def test_script_smoke(tmp_path):
