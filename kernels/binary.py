@@ -241,6 +241,29 @@ def _xnor(A_bits: np.ndarray, B_bits: np.ndarray, K: int) -> np.ndarray:
     return out
 
 
+def pack_weight_panels(B_bits: np.ndarray, K: int) -> np.ndarray:
+    """The right operand of ``xnor_gemm`` re-arranged once into the kernel's column panels: packed signs
+    (N, B) uint64 -> (ceil(N/NR), B, NR) uint64, zero columns past N. A deployed layer keeps this array so
+    that each call packs only its activations (``xnor_gemm_panels``)."""
+    _check_bits(B_bits, "B_bits", K)
+    return _panels(B_bits)
+
+
+def xnor_gemm_panels(A_bits: np.ndarray, B_panels: np.ndarray, N: int, K: int) -> np.ndarray:
+    """``xnor_gemm(A_bits, B_bits, K)`` with ``B_panels = pack_weight_panels(B_bits, K)`` and N = rows of B."""
+    _check_bits(A_bits, "A_bits", K)
+    nb = n_words(K)
+    if (not isinstance(B_panels, np.ndarray) or B_panels.dtype != np.uint64 or not B_panels.flags.c_contiguous
+            or B_panels.shape != ((N + NR - 1) // NR, nb, NR)):
+        raise ValueError(f"xnor_gemm_panels: B_panels must be C-contiguous uint64 of shape "
+                         f"(ceil(N/{NR}), {nb}, {NR}) for N={N}, K={K} (pack_weight_panels), got "
+                         f"{getattr(B_panels, 'dtype', type(B_panels).__name__)} {getattr(B_panels, 'shape', '')}")
+    out = np.empty((A_bits.shape[0], int(N)), np.int32)
+    if out.size:
+        _xnor_driver(A_bits, B_panels, int(N), int(K), out)
+    return out
+
+
 def _check_bits(a, name: str, K: int) -> None:
     if not isinstance(a, np.ndarray):
         raise TypeError(f"xnor_gemm: {name} must be a numpy array, got {type(a).__name__}")

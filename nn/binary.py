@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from kernels.binary import binary_conv2d, pack_conv_weight, pack_signs, xnor_gemm
+from kernels.binary import binary_conv2d, pack_conv_weight, pack_signs, pack_weight_panels, xnor_gemm_panels
 from nn.module import FLOAT_DTYPES, Module
 
 
@@ -58,6 +58,15 @@ class BinaryLinear(_BinaryBase):
         self.out_features, self.in_features = W.shape
         self.act_scale = bool(act_scale)
         self._set(pack_signs(np.ascontiguousarray(W)), W, (1,), scale, bias)  # weight_bits (O, B)
+        self._panels, self._panels_of = None, None
+        self._weight_panels()  # once at construction; again only if weight_bits is replaced (load_state_dict)
+
+    def _weight_panels(self) -> np.ndarray:
+        """``weight_bits`` in the XNOR kernel's panel layout, re-arranged only when the buffer is a new array."""
+        if self._panels_of is not self.weight_bits:
+            self._panels = pack_weight_panels(self.weight_bits, self.in_features)  # (O/NR, B, NR)
+            self._panels_of = self.weight_bits
+        return self._panels
 
     @classmethod
     def from_float(cls, linear, scale: bool = True, act_scale: bool = False) -> BinaryLinear:
@@ -68,7 +77,8 @@ class BinaryLinear(_BinaryBase):
         if x.ndim == 0 or x.shape[-1] != self.in_features:
             raise ValueError(f"BinaryLinear expects input (..., {self.in_features}), got shape {x.shape}")
         x2 = np.ascontiguousarray(x.reshape(-1, self.in_features))  # (M, I)
-        dot = xnor_gemm(pack_signs(x2), self.weight_bits, self.in_features)  # (M, B) x (O, B) -> (M, O) int32
+        # (M, B) x (O, B) -> (M, O) int32, the weights already in panels
+        dot = xnor_gemm_panels(pack_signs(x2), self._weight_panels(), self.out_features, self.in_features)
         y = dot.astype(x.dtype)
         if self.alpha is not None:
             y *= self.alpha

@@ -107,3 +107,17 @@ def test_binary_layers_bad_input(rng):
     with pytest.raises(ValueError, match="input channels"):
         bc(np.ones((1, 3, 5, 5), np.float32))
     assert bc.to(np.float64)(np.ones((1, 4, 5, 5))).dtype == np.float64
+
+
+def test_binary_linear_packs_weight_panels_once_and_follows_a_new_state(rng):
+    """The weight bits are re-arranged into the kernel's panels at construction, not on every call; loading a
+    new state (a new buffer array) re-arranges them once more, and the output follows the new weights."""
+    a = BinaryLinear.from_float(Linear(130, 70, rng=rng, dtype=np.float32))
+    b = BinaryLinear.from_float(Linear(130, 70, rng=rng, dtype=np.float32))
+    x = rng.standard_normal((5, 130)).astype(np.float32)
+    panels = a._panels
+    a(x)
+    a(x)
+    assert a._panels is panels
+    a.load_state_dict(b.state_dict())
+    assert np.array_equal(a(x), b(x)) and a._panels is not panels
