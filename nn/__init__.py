@@ -20,11 +20,14 @@ from nn.optim import SGD, Adam, AdamW, CosineAnnealingLR, StepLR
 from nn.pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
 from nn.profile import model_latency, profile, summary_table, totals
 from nn.quant import QuantConv2d, QuantLinear
+from nn.recurrent import GRU, LSTM, LastStep
 from nn.shift import ShiftConv2d, ShiftLinear
 from nn.sparse import SparseConv2d, SparseLinear
 from nn.train import evaluate, fit
 
 __all__ = [
+    "GRU",
+    "LSTM",
     "NAMES",
     "SGD",
     "Adam",
@@ -51,6 +54,7 @@ __all__ = [
     "Hardswish",
     "Identity",
     "KDLoss",
+    "LastStep",
     "LayerNorm",
     "LeakyReLU",
     "Linear",

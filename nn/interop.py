@@ -9,7 +9,9 @@ The lwnn containers ``Residual``, ``Concat`` and ``ChannelSplit`` have no torch 
 first use (``from nn.interop import TorchResidual`` creates them, and so imports torch). ``SqueezeExcitation``
 and ``DropPath`` stand for torchvision modules (not a dependency): their twins ``TorchSqueezeExcitation`` (the
 structure and names of torchvision.ops.SqueezeExcitation) and ``TorchDropPath`` (per-sample stochastic depth;
-its ``keep`` attribute replays lwnn's draws) are created the same way. Module types are
+its ``keep`` attribute replays lwnn's draws) are created the same way, as is ``TorchLastStep`` (twin of
+``nn.recurrent.LastStep``; it also accepts the ``(output, state)`` tuple a torch LSTM/GRU returns, so
+``Sequential(LSTM, LastStep, Linear)`` converts to a working torch Sequential). Module types are
 matched exactly (a subclass may change ``forward``), and an unknown type raises a TypeError naming it.
 """
 from __future__ import annotations
@@ -27,10 +29,11 @@ from nn.linear import Linear
 from nn.module import Module
 from nn.norm import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm
 from nn.pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
+from nn.recurrent import GRU, LSTM, LastStep
 
 _TORCH_TWINS: dict[str, type] = {}
 _TWIN_NAMES = ("TorchResidual", "TorchConcat", "TorchChannelSplit", "TorchShortcutA", "TorchSqueezeExcitation",
-               "TorchDropPath")
+               "TorchDropPath", "TorchLastStep")
 
 
 def torch_twins() -> dict[str, type]:
@@ -122,8 +125,19 @@ def torch_twins() -> dict[str, type]:
         def extra_repr(self) -> str:
             return f"p={self.p}"
 
+    class TorchLastStep(torch.nn.Module):
+        """x[:, -1] (batch_first) or x[-1]; takes the output of a torch LSTM/GRU (a tuple); twin of LastStep."""
+
+        def __init__(self, batch_first: bool = False) -> None:
+            super().__init__()
+            self.batch_first = bool(batch_first)
+
+        def forward(self, x):
+            x = x[0] if isinstance(x, tuple) else x  # torch's LSTM/GRU return (output, state)
+            return x[:, -1] if self.batch_first else x[-1]
+
     for cls in (TorchResidual, TorchConcat, TorchChannelSplit, TorchShortcutA, TorchSqueezeExcitation,
-                TorchDropPath):
+                TorchDropPath, TorchLastStep):
         cls.__module__, cls.__qualname__ = __name__, cls.__name__  # picklable as nn.interop.<name>
         _TORCH_TWINS[cls.__name__] = cls
     return _TORCH_TWINS
@@ -246,6 +260,14 @@ def from_torch(torch_module, rng: np.random.Generator | int | None = None) -> Mo
         m = Flatten(t.start_dim, t.end_dim)
     elif T is tnn.Dropout:
         m = Dropout(t.p, rng=rng, inplace=t.inplace)
+    elif T in (tnn.LSTM, tnn.GRU):
+        for opt, ok in (("dropout", t.dropout == 0), ("proj_size", getattr(t, "proj_size", 0) == 0)):
+            if not ok:
+                raise ValueError(f"from_torch: {T.__name__} option {opt}={getattr(t, opt)!r} is not supported")
+        m = (LSTM if T is tnn.LSTM else GRU)(t.input_size, t.hidden_size, t.num_layers, t.bias, t.batch_first,
+                                             t.bidirectional, dtype=_param_dtype(t))
+    elif T is twins["TorchLastStep"]:
+        m = LastStep(t.batch_first)
     elif T is tnn.Identity:
         m = Identity()
     elif T is tnn.ChannelShuffle:
@@ -315,6 +337,11 @@ def to_torch(module: Module):
         t = tnn.Flatten(m.start_dim, m.end_dim)
     elif T is Dropout:
         t = tnn.Dropout(m.p, m.inplace)
+    elif T in (LSTM, GRU):
+        t = (tnn.LSTM if T is LSTM else tnn.GRU)(m.input_size, m.hidden_size, m.num_layers, m.bias, m.batch_first,
+                                                 bidirectional=m.bidirectional, dtype=dt)
+    elif T is LastStep:
+        t = twins["TorchLastStep"](m.batch_first)
     elif T is Identity:
         t = tnn.Identity()
     elif T is ChannelShuffle:
