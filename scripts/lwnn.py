@@ -4,6 +4,7 @@
     python -m scripts.lwnn demo --epochs 1 --limit 5000
     python -m scripts.lwnn train --model resnet20 --dataset cifar10 --data-dir ~/data --epochs 30 --scheduler cosine
     python -m scripts.lwnn train --run-dir runs/x --resume      # continue an interrupted run (same options)
+    python -m scripts.lwnn demo --family pruning,quantization      # some families only (or --method ID)
     python -m scripts.lwnn compare runs/demo-x --method han2015_prune   # the comparison on a finished run
     python -m scripts.lwnn papers --family pruning               # the catalogue and what exists per paper
     python -m scripts.lwnn run han2015_prune --smoke             # a paper's script (scripts/<family>/<id>.py)
@@ -155,6 +156,30 @@ def cli() -> None:
     """lwnn: from-scratch NumPy/Numba DNN compression, checked against PyTorch."""
 
 
+FAMILY_HELP = f"a family ({', '.join(FAMILIES)}; repeatable or a comma list); default: every family"
+METHOD_HELP = "a paper id (repeatable or a comma list), added to the families' rows"
+
+
+def _select(families, methods) -> tuple[str, ...] | None:
+    """The comparison's rows for ``--family`` / ``--method`` (scripts.compare.select), checked before any work;
+    None: every method. A family with no demo yet is a message, not an error."""
+    from scripts.compare import demo_fn, select
+
+    if not families and not methods:
+        return None
+    try:
+        ids, messages = select(families, methods)
+        for name in ids:
+            demo_fn(name)
+    except ValueError as e:
+        raise click.ClickException(str(e)) from None
+    for m in messages:
+        click.echo(m)
+    if not ids:
+        click.echo("no rows selected: the comparison has the baseline row only")
+    return ids
+
+
 @cli.command()
 @click.option("--epochs", default=DEMO.epochs, show_default=True, help="training epochs")
 @click.option("--limit", type=click.IntRange(1), default=None, help="train on the first N training images only")
@@ -165,25 +190,29 @@ def cli() -> None:
 @click.option("--quiet", is_flag=True, help="no progress bar")
 @click.option("--compare/--no-compare", default=True, show_default=True,
               help="after the baseline, compress it with every implemented method and tabulate (scripts/compare.py)")
+@click.option("--family", "families", multiple=True, help=FAMILY_HELP)
+@click.option("--method", "methods", multiple=True, help=METHOD_HELP)
 @click.option("--full", is_flag=True, help="longer settings: 6 baseline epochs, 3x the methods' retraining")
-def demo(epochs, limit, test_limit, data_dir, run_dir, seed, quiet, compare, full) -> None:
+def demo(epochs, limit, test_limit, data_dir, run_dir, seed, quiet, compare, families, methods, full) -> None:
     """Train LeNet-5 on Fashion-MNIST, then compare the compression methods on it (the surveys' table)."""
     if full and epochs == DEMO.epochs:
         epochs = 6
     cfg = dataclasses.replace(DEMO, epochs=epochs, limit=limit, test_limit=test_limit, seed=seed)
     run_dir = Path(run_dir) if run_dir else _default_run_dir("demo")
+    rows = _select(families, methods) if compare else None
 
     def go():
         run_training(cfg, data_dir, run_dir, progress=not quiet)
         if compare:
-            run_comparison(cfg, data_dir, run_dir, full=full, quick=limit is not None)
+            run_comparison(cfg, data_dir, run_dir, full=full, quick=limit is not None, methods=rows)
     _guard(go)
 
 
 def run_comparison(cfg: TrainConfig, data_dir: str | None, run_dir: Path, full: bool = False,
                    quick: bool = False, methods: tuple[str, ...] | None = None,
                    out_dir: Path | None = None) -> list[dict]:
-    """Every implemented method on a copy of the trained baseline in ``run_dir/last.h5`` (scripts/compare.py)."""
+    """The methods (default: every demo method) on copies of the trained baseline in ``run_dir/last.h5``
+    (scripts/compare.py)."""
     from scripts.compare import DemoData, compare
 
     train, test, _, _ = load_data(cfg.dataset, data_dir, cfg.limit, cfg.test_limit)
@@ -195,22 +224,25 @@ def run_comparison(cfg: TrainConfig, data_dir: str | None, run_dir: Path, full: 
     data = DemoData(*train, *test, input_shape=input_shape, theta0=theta0, quick=quick, full=full)
     out_dir = Path(out_dir) if out_dir else run_dir / "comparison"
     click.echo(f"comparing compression methods on the trained {cfg.model}; results in {out_dir}")
-    return compare(baseline, data, out_dir, seed=cfg.seed, methods=methods or None, echo=click.echo, metadata=meta)
+    return compare(baseline, data, out_dir, seed=cfg.seed, methods=methods, echo=click.echo, metadata=meta)
 
 
 @cli.command("compare")
 @click.argument("run_dir", type=click.Path(file_okay=False))
-@click.option("--method", "methods", multiple=True, help="a paper id (repeatable); default: every method")
+@click.option("--family", "families", multiple=True, help=FAMILY_HELP)
+@click.option("--method", "methods", multiple=True, help=METHOD_HELP)
 @click.option("--data-dir", type=click.Path(file_okay=False), default=None)
 @click.option("--quick", is_flag=True, help="smoke budgets (seconds per method)")
 @click.option("--full", is_flag=True, help="3x the methods' retraining")
 @click.option("--out", type=click.Path(file_okay=False), default=None, help="default: RUN_DIR/comparison")
-def compare_cmd(run_dir, methods, data_dir, quick, full, out) -> None:
+def compare_cmd(run_dir, families, methods, data_dir, quick, full, out) -> None:
     """The comparison table alone, on the baseline a finished ``demo`` or ``train`` run left in RUN_DIR."""
+    rows = _select(families, methods)
+
     def go():
         ck = load_checkpoint(Path(run_dir) / "last.h5")
         cfg = TrainConfig(**ck.metadata["config"])
-        run_comparison(cfg, data_dir, Path(run_dir), full=full, quick=quick, methods=tuple(methods), out_dir=out)
+        run_comparison(cfg, data_dir, Path(run_dir), full=full, quick=quick, methods=rows, out_dir=out)
     _guard(go)
 
 
