@@ -9,10 +9,19 @@ Layout of a checkpoint (format ``lwnn-checkpoint`` version 1)::
     /optimizer/...    ``optimizer.state_dict()`` as a tree (absent if no optimizer was given)
     /scheduler/...    ``scheduler.state_dict()`` as a tree (absent if no scheduler was given)
 
-``arch`` is the model's recipe: ``{"name", "kwargs"}`` for ``nn.models.build``, plus ``"edits"`` when the zoo
-model was shrunk by surgery or deployed on sparse layers (``methods.pruning.surgery.record_edit``);
-``load_checkpoint`` without a model builds it and replays the edits. ``layout`` lists ``[name, kind, shape,
-dtype]`` for every model entry, so an architecture mismatch is reported by name before any array is touched.
+``arch`` is the model's recipe (``recipe(model)``), in one of two forms:
+
+* a zoo build, ``model.arch``: ``{"name", "kwargs"}`` for ``nn.models.build``, plus ``"edits"`` when the zoo
+  model was shrunk by surgery or deployed on sparse layers (``methods.pruning.surgery.record_edit``);
+  ``load_checkpoint`` without a model builds it and replays the edits;
+* any other model (``model.arch`` unset: BatchNorms inserted into a chain, a new head, a hand-made
+  ``Sequential``): ``{"spec": <module tree>}``, every module's class (under ``nn.`` or ``methods.`` only), its
+  current settings and its children, written by ``nn.spec.describe`` and rebuilt by ``nn.spec.rebuild`` with
+  the shapes and dtypes of ``layout``. A model holding something a spec cannot describe (a class of another
+  package, a function attribute) gets ``arch`` "" and loads only into a model the caller passes.
+
+``layout`` lists ``[name, kind, shape, dtype]`` for every model entry, so an architecture mismatch is reported
+by name before any array is touched; a rebuilt model is checked against it like a given one.
 A state tree (optimizer/scheduler) maps dicts to groups, arrays to datasets and every other leaf (numbers,
 strings, None, lists of numbers) to a JSON attribute; lists that hold arrays become groups flagged ``__list__``.
 Writes go to a temporary file in the same folder and are moved into place with ``os.replace``, so an
@@ -33,6 +42,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from nn import spec
 from nn.module import Module
 
 FORMAT = "lwnn-checkpoint"
@@ -151,14 +161,26 @@ def restore_rng(state: dict, rng: np.random.Generator | None = None) -> np.rando
 
 
 # ---------------------------------------------------------------------------------------------------- save
+def recipe(model: Module) -> dict | None:
+    """What rebuilds ``model``: its zoo recipe ``model.arch`` if set, else ``{"spec": nn.spec.describe(model)}``,
+    or None if the model holds something a spec cannot describe (then load it by passing the model)."""
+    arch = getattr(model, "arch", None)
+    if arch is not None:
+        return arch
+    try:
+        return {"spec": spec.describe(model)}
+    except spec.SpecError:
+        return None
+
+
 def save_checkpoint(path: str | Path, model: Module, optimizer=None, scheduler=None, epoch: int = 0,
                     rng: np.random.Generator | None = None, metadata: dict | None = None) -> Path:
     """Write ``model`` (and optimizer/scheduler/rng state) to ``path`` atomically; returns the path.
 
     ``metadata`` is merged over the defaults ``{"lwnn_version", "time", "command"}``; it must be JSON-able.
+    The recipe stored as ``arch`` is ``recipe(model)``.
     """
-    return write_checkpoint(path, model_state=model.state_dict(), layout=model_layout(model),
-                            arch=getattr(model, "arch", None),
+    return write_checkpoint(path, model_state=model.state_dict(), layout=model_layout(model), arch=recipe(model),
                             optimizer_state=None if optimizer is None else optimizer.state_dict(),
                             scheduler_state=None if scheduler is None else scheduler.state_dict(),
                             epoch=epoch, rng_state=None if rng is None else rng_state(rng), metadata=metadata)
@@ -257,7 +279,12 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
 
 
 def _describe(arch: dict | None) -> str:
-    return "no recorded architecture" if not arch else f"{arch.get('name')} {arch.get('kwargs', {})}"
+    if not arch:
+        return "no recorded architecture"
+    if "spec" in arch:
+        top = arch["spec"].get("class", "?") if isinstance(arch["spec"], dict) else "?"
+        return f"module tree spec of {top}"
+    return f"{arch.get('name')} {arch.get('kwargs', {})}"
 
 
 def check_layout(ckpt: Checkpoint, model: Module) -> None:
@@ -298,6 +325,32 @@ def _replay_edit(model: Module, edit: dict, path: Path) -> Module:
         raise CheckpointError(f"{path}: cannot replay architecture edit {fn_path}: {e}") from e
 
 
+def rebuild(ckpt: Checkpoint) -> Module:
+    """The model of ``ckpt`` with placeholder weights, from its recipe: a module tree spec (``nn.spec.rebuild``),
+    or a zoo build (``nn.models.build``) with its recorded edits replayed and the layout's dtype."""
+    if not ckpt.arch:
+        raise CheckpointError(f"{ckpt.path}: no architecture recorded (model.arch was unset at save and the model "
+                              "was not made only of nn./methods. modules with plain settings); pass the model to "
+                              "load_checkpoint")
+    if "spec" in ckpt.arch:
+        try:
+            return spec.rebuild(ckpt.arch["spec"], ckpt.layout)
+        except (spec.SpecError, TypeError, ValueError) as e:
+            raise CheckpointError(f"{ckpt.path}: cannot rebuild the model from its spec: {e}") from e
+    from nn import models  # imported here: models import the layers, checkpoints need none of them
+
+    try:
+        model = models.build(ckpt.arch["name"], **dict(ckpt.arch.get("kwargs", {})))
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{ckpt.path}: cannot rebuild architecture {_describe(ckpt.arch)}: {e}") from e
+    for edit in ckpt.arch.get("edits", []):
+        model = _replay_edit(model, edit, ckpt.path)
+    dtypes = {row[3] for row in ckpt.layout if row[1] == "parameter"}
+    if len(dtypes) == 1:
+        model.to(np.dtype(dtypes.pop()))
+    return model
+
+
 def load_checkpoint(path: str | Path, model: Module | None = None, optimizer=None, scheduler=None) -> Checkpoint:
     """Load a checkpoint into ``model`` (rebuilt from the stored architecture when None) and the optimizer.
 
@@ -307,21 +360,7 @@ def load_checkpoint(path: str | Path, model: Module | None = None, optimizer=Non
     """
     ckpt = read_checkpoint(path)
     if model is None:
-        if not ckpt.arch:
-            raise CheckpointError(f"{ckpt.path}: no architecture recorded (model.arch was unset at save); "
-                                  "pass the model to load_checkpoint")
-        from nn import models  # imported here: models import the layers, checkpoints need none of them
-
-        kwargs = dict(ckpt.arch.get("kwargs", {}))
-        try:
-            model = models.build(ckpt.arch["name"], **kwargs)
-        except (KeyError, TypeError, ValueError) as e:
-            raise CheckpointError(f"{ckpt.path}: cannot rebuild architecture {_describe(ckpt.arch)}: {e}") from e
-        for edit in ckpt.arch.get("edits", []):
-            model = _replay_edit(model, edit, ckpt.path)
-        dtypes = {row[3] for row in ckpt.layout if row[1] == "parameter"}
-        if len(dtypes) == 1:
-            model.to(np.dtype(dtypes.pop()))
+        model = rebuild(ckpt)
     check_layout(ckpt, model)
     try:
         model.load_state_dict(ckpt.state)
