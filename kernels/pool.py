@@ -1,7 +1,8 @@
 """2-D pooling kernels (torch semantics), forward and backward, NCHW.
 
 Public: ``pool_output_size``, ``adaptive_bounds``, ``maxpool2d`` / ``maxpool2d_backward``, ``avgpool2d`` /
-``avgpool2d_backward``, ``adaptive_avgpool2d`` / ``adaptive_avgpool2d_backward``; each fast kernel has a plain
+``avgpool2d_backward``, ``adaptive_avgpool2d`` / ``adaptive_avgpool2d_backward``, ``adaptive_maxpool2d`` (its
+backward is ``maxpool2d_backward``: the same flat indices); each fast kernel has a plain
 NumPy ``*_ref`` twin. The fast kernels run one (n, c) plane per parallel iteration, so every thread writes a
 disjoint slice and results do not depend on the thread count.
 
@@ -12,7 +13,8 @@ Conventions, as torch's CPU kernels:
   like ``return_indices=True`` in torch. The backward routes each output gradient to that position.
 * average pooling: the window [h0, h0 + kH) is first clipped to the padded input (that size is the divisor
   when ``count_include_pad``), then to the input (the divisor otherwise); ``divisor`` > 0 overrides both.
-* adaptive average pooling: output o averages input [floor(o I / O), ceil((o + 1) I / O)).
+* adaptive average pooling: output o averages input [floor(o I / O), ceil((o + 1) I / O)); adaptive max
+  pooling takes the maximum of the same window, with max pooling's first-maximum and NaN rules.
 """
 from __future__ import annotations
 
@@ -329,3 +331,56 @@ def adaptive_avgpool2d_backward_ref(grad_output, in_hw):
             dx[:, :, hs[oh]:he[oh], ws[ow]:we[ow]] += (grad_output[:, :, oh, ow] / n)[:, :, None, None]
     return dx
 
+
+
+# --------------------------------------------------------------------------------------- adaptive max
+
+
+@pjit
+def _adaptive_max_fwd(x, hs, he, ws, we, y, idx):
+    P, W = x.shape[0], x.shape[2]
+    Ho, Wo = y.shape[1], y.shape[2]
+    for p in numba.prange(P):
+        for oh in range(Ho):
+            for ow in range(Wo):
+                best = -np.inf
+                bi = hs[oh] * W + ws[ow]
+                for h in range(hs[oh], he[oh]):
+                    for w in range(ws[ow], we[ow]):
+                        v = x[p, h, w]
+                        if v > best or np.isnan(v):
+                            best = v
+                            bi = h * W + w
+                y[p, oh, ow] = best
+                idx[p, oh, ow] = bi
+
+
+def adaptive_maxpool2d(x, out_hw):
+    """x (N, C, H, W) -> (y (N, C, Ho, Wo) x.dtype, indices (N, C, Ho, Wo) int64 flat in the H*W plane), windows
+    from ``adaptive_bounds``; ``maxpool2d_backward(g, indices, (H, W))`` is the backward."""
+    _check("adaptive_maxpool2d", x=x)
+    N, C, H, W = x.shape
+    y = np.empty((N * C, *out_hw), x.dtype)
+    idx = np.empty((N * C, *out_hw), np.int64)
+    if y.size:
+        _adaptive_max_fwd(np.ascontiguousarray(x).reshape(N * C, H, W), *adaptive_bounds(H, out_hw[0]),
+                          *adaptive_bounds(W, out_hw[1]), y, idx)
+    return y.reshape(N, C, *out_hw), idx.reshape(N, C, *out_hw)
+
+
+def adaptive_maxpool2d_ref(x, out_hw):
+    """Plain NumPy: per output window, the first arg-max of the flattened window (NaN wins, the last one)."""
+    N, C, H, W = x.shape
+    (hs, he), (ws, we) = adaptive_bounds(H, out_hw[0]), adaptive_bounds(W, out_hw[1])
+    y = np.zeros((N, C) + tuple(out_hw), x.dtype)
+    idx = np.zeros((N, C) + tuple(out_hw), np.int64)
+    for oh in range(out_hw[0]):
+        for ow in range(out_hw[1]):
+            win = x[:, :, hs[oh]:he[oh], ws[ow]:we[ow]].reshape(N, C, -1)  # (N, C, window) row by row
+            nan = np.isnan(win)
+            last_nan = win.shape[2] - 1 - np.argmax(nan[:, :, ::-1], axis=2)
+            k = np.where(nan.any(axis=2), last_nan, np.argmax(np.where(nan, -np.inf, win), axis=2))
+            ww = we[ow] - ws[ow]
+            idx[:, :, oh, ow] = (hs[oh] + k // ww) * W + ws[ow] + k % ww
+            y[:, :, oh, ow] = np.take_along_axis(win, k[:, :, None], axis=2)[:, :, 0]
+    return y, idx

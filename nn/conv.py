@@ -37,6 +37,39 @@ def same_padding(kernel: tuple[int, int], dilation: tuple[int, int]) -> tuple[tu
     return before, tuple(t - b for t, b in zip(total, before))
 
 
+def check_channels(layer: str, in_channels, out_channels, groups, padding_mode: str) -> tuple[int, int, int]:
+    """Validate a conv layer's channel counts, groups and padding_mode; return (in, out, groups) as ints."""
+    if padding_mode != "zeros":
+        raise ValueError(f"{layer}: padding_mode={padding_mode!r} is not supported; only 'zeros'")
+    for name, v in (("in_channels", in_channels), ("out_channels", out_channels), ("groups", groups)):
+        if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < (1 if name == "groups" else 0):
+            raise ValueError(f"{layer}: {name} must be a {'positive' if name == 'groups' else 'non-negative'} "
+                             f"int, got {v!r}")
+    if in_channels % groups or out_channels % groups:
+        raise ValueError(f"{layer}: in_channels={in_channels} and out_channels={out_channels} must both be "
+                         f"divisible by groups={groups}")
+    return int(in_channels), int(out_channels), int(groups)
+
+
+def string_padding(layer: str, padding: str, kernel, stride, dilation, numeric: str):
+    """padding 'valid' or 'same' -> ((before h, w), (after h, w)); 'same' needs stride 1, as in torch."""
+    if padding == "valid":
+        return (0, 0), (0, 0)
+    if padding == "same":
+        if any(s != 1 for s in stride):
+            raise ValueError(f"{layer}: padding='same' is not supported for strided convolutions "
+                             f"(stride={stride}), as in torch")
+        return same_padding(kernel, dilation)
+    raise ValueError(f"{layer}: padding must be {numeric}, 'valid' or 'same', got {padding!r}")
+
+
+def add_weight_bias_grads(layer: Module, dW: np.ndarray, db: np.ndarray) -> None:
+    """Backward's accumulation (+=) into the gradients of ``weight`` and, when the layer has one, ``bias``."""
+    layer._grads["weight"] += dW
+    if layer.bias is not None:
+        layer._grads["bias"] += db
+
+
 def conv2d_layer_forward(x, weight, bias, stride, pad_before, pad_after, dilation, groups):
     """Convolution with possibly asymmetric zero padding: x (N, Ci, H, W) -> (N, Co, Ho, Wo)."""
     extra = (pad_after[0] - pad_before[0], pad_after[1] - pad_before[1])
@@ -66,30 +99,15 @@ class Conv2d(Module):
                  groups: int = 1, bias: bool = True, padding_mode: str = "zeros",
                  rng: np.random.Generator | int | None = None, dtype=np.float32) -> None:
         super().__init__()
-        if padding_mode != "zeros":
-            raise ValueError(f"Conv2d: padding_mode={padding_mode!r} is not supported; only 'zeros'")
-        for name, v in (("in_channels", in_channels), ("out_channels", out_channels), ("groups", groups)):
-            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < (1 if name == "groups" else 0):
-                raise ValueError(f"Conv2d: {name} must be a {'positive' if name == 'groups' else 'non-negative'} "
-                                 f"int, got {v!r}")
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(f"Conv2d: in_channels={in_channels} and out_channels={out_channels} must both be "
-                             f"divisible by groups={groups}")
-        self.in_channels, self.out_channels, self.groups = int(in_channels), int(out_channels), int(groups)
+        self.in_channels, self.out_channels, self.groups = check_channels("Conv2d", in_channels, out_channels,
+                                                                          groups, padding_mode)
         self.kernel_size = pair_arg(kernel_size, "Conv2d", "kernel_size", 1)
         self.stride = pair_arg(stride, "Conv2d", "stride", 1)
         self.dilation = pair_arg(dilation, "Conv2d", "dilation", 1)
         self.padding_mode = padding_mode
         if isinstance(padding, str):
-            if padding == "valid":
-                self._pads = ((0, 0), (0, 0))
-            elif padding == "same":
-                if self.stride != (1, 1):
-                    raise ValueError(f"Conv2d: padding='same' is not supported for strided convolutions "
-                                     f"(stride={self.stride}), as in torch")
-                self._pads = same_padding(self.kernel_size, self.dilation)
-            else:
-                raise ValueError(f"Conv2d: padding must be an int, a pair, 'valid' or 'same', got {padding!r}")
+            self._pads = string_padding("Conv2d", padding, self.kernel_size, self.stride, self.dilation,
+                                        "an int, a pair")
             self.padding = padding
         else:
             self.padding = pair_arg(padding, "Conv2d", "padding", 0)
@@ -121,15 +139,13 @@ class Conv2d(Module):
         c = self._take()
         g = grad_output if c["batched"] else grad_output[None]
         dx, dW, db = conv2d_layer_backward(g, c["x"], self.weight, *self._conv_args())
-        self._grads["weight"] += dW
-        if self.bias is not None:
-            self._grads["bias"] += db
+        add_weight_bias_grads(self, dW, db)
         return dx if c["batched"] else dx[0]
 
     def extra_repr(self) -> str:
         s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
              f"padding={self.padding}")
-        if self.dilation != (1, 1):
+        if any(d != 1 for d in self.dilation):
             s += f", dilation={self.dilation}"
         if self.groups != 1:
             s += f", groups={self.groups}"
@@ -162,36 +178,19 @@ class Conv1d(Module):
                  groups: int = 1, bias: bool = True, padding_mode: str = "zeros",
                  rng: np.random.Generator | int | None = None, dtype=np.float32) -> None:
         super().__init__()
-        if padding_mode != "zeros":
-            raise ValueError(f"Conv1d: padding_mode={padding_mode!r} is not supported; only 'zeros'")
-        for name, v in (("in_channels", in_channels), ("out_channels", out_channels), ("groups", groups)):
-            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < (1 if name == "groups" else 0):
-                raise ValueError(f"Conv1d: {name} must be a {'positive' if name == 'groups' else 'non-negative'} "
-                                 f"int, got {v!r}")
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(f"Conv1d: in_channels={in_channels} and out_channels={out_channels} must both be "
-                             f"divisible by groups={groups}")
-        self.in_channels, self.out_channels, self.groups = int(in_channels), int(out_channels), int(groups)
+        self.in_channels, self.out_channels, self.groups = check_channels("Conv1d", in_channels, out_channels,
+                                                                          groups, padding_mode)
         self.kernel_size = (single_arg(kernel_size, "Conv1d", "kernel_size", 1),)
         self.stride = (single_arg(stride, "Conv1d", "stride", 1),)
         self.dilation = (single_arg(dilation, "Conv1d", "dilation", 1),)
         self.padding_mode = padding_mode
-        if isinstance(padding, str):
-            if padding == "valid":
-                pads = (0, 0)
-            elif padding == "same":
-                if self.stride != (1,):
-                    raise ValueError(f"Conv1d: padding='same' is not supported for strided convolutions "
-                                     f"(stride={self.stride}), as in torch")
-                (_, b), (_, a) = same_padding((1, self.kernel_size[0]), (1, self.dilation[0]))
-                pads = (b, a)
-            else:
-                raise ValueError(f"Conv1d: padding must be an int, a 1-tuple, 'valid' or 'same', got {padding!r}")
+        if isinstance(padding, str):  # the 2-d layer's (before, after) pairs with the H axis unpadded
+            self._pads = string_padding("Conv1d", padding, (1,) + self.kernel_size, (1,) + self.stride,
+                                        (1,) + self.dilation, "an int, a 1-tuple")
             self.padding = padding
         else:
             self.padding = (single_arg(padding, "Conv1d", "padding", 0),)
-            pads = (self.padding[0], self.padding[0])
-        self._pads = ((0, pads[0]), (0, pads[1]))  # as the 2-d layer's (before, after) pairs, H axis unpadded
+            self._pads = ((0, self.padding[0]), (0, self.padding[0]))
         rng = init.default_rng(rng)
         shape = (self.out_channels, self.in_channels // self.groups, self.kernel_size[0])  # (Co, Ci/G, k)
         self.register_parameter("weight", init.kaiming_uniform(rng, shape, dtype=dtype))
@@ -219,9 +218,7 @@ class Conv1d(Module):
         c = self._take()
         g = grad_output if c["batched"] else grad_output[None]
         dx, dW, db = conv2d_layer_backward(g[:, :, None, :], c["x"], self.weight[:, :, None, :], *self._conv_args())
-        self._grads["weight"] += dW[:, :, 0]  # (Co, Ci/G, 1, k) -> (Co, Ci/G, k)
-        if self.bias is not None:
-            self._grads["bias"] += db
+        add_weight_bias_grads(self, dW[:, :, 0], db)  # dW (Co, Ci/G, 1, k) -> (Co, Ci/G, k)
         return dx[:, :, 0] if c["batched"] else dx[0, :, 0]
 
     extra_repr = Conv2d.extra_repr
@@ -304,16 +301,8 @@ class ConvTranspose2d(Module):
                  rng: np.random.Generator | int | None = None, dtype=np.float32) -> None:
         super().__init__()
         name = "ConvTranspose2d"
-        if padding_mode != "zeros":
-            raise ValueError(f"{name}: padding_mode={padding_mode!r} is not supported; only 'zeros'")
-        for what, v in (("in_channels", in_channels), ("out_channels", out_channels), ("groups", groups)):
-            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v < (1 if what == "groups" else 0):
-                raise ValueError(f"{name}: {what} must be a {'positive' if what == 'groups' else 'non-negative'} "
-                                 f"int, got {v!r}")
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(f"{name}: in_channels={in_channels} and out_channels={out_channels} must both be "
-                             f"divisible by groups={groups}")
-        self.in_channels, self.out_channels, self.groups = int(in_channels), int(out_channels), int(groups)
+        self.in_channels, self.out_channels, self.groups = check_channels(name, in_channels, out_channels, groups,
+                                                                          padding_mode)
         self.kernel_size = pair_arg(kernel_size, name, "kernel_size", 1)
         self.stride = pair_arg(stride, name, "stride", 1)
         self.padding = pair_arg(padding, name, "padding", 0)
@@ -353,18 +342,9 @@ class ConvTranspose2d(Module):
             raise ValueError(f"ConvTranspose2d.backward: grad_output shape {grad_output.shape} does not match the "
                              f"forward output {c['y_shape'] if c['batched'] else c['y_shape'][1:]}")
         dx, dW, db = conv_transpose2d_backward(g, c["x"], self.weight, *self._args())
-        self._grads["weight"] += dW
-        if self.bias is not None:
-            self._grads["bias"] += db
+        add_weight_bias_grads(self, dW, db)
         return dx if c["batched"] else dx[0]
 
     def extra_repr(self) -> str:
-        s = (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
-             f"padding={self.padding}")
-        if self.output_padding != (0, 0):
-            s += f", output_padding={self.output_padding}"
-        if self.dilation != (1, 1):
-            s += f", dilation={self.dilation}"
-        if self.groups != 1:
-            s += f", groups={self.groups}"
-        return s + ("" if self.bias is not None else ", bias=False")
+        s = Conv2d.extra_repr(self)
+        return s + (f", output_padding={self.output_padding}" if self.output_padding != (0, 0) else "")

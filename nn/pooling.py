@@ -9,6 +9,7 @@ import numpy as np
 from kernels.pool import (
     adaptive_avgpool2d,
     adaptive_avgpool2d_backward,
+    adaptive_maxpool2d,
     avgpool2d,
     avgpool2d_backward,
     maxpool2d,
@@ -122,24 +123,33 @@ class AvgPool2d(_Pool2d):
                 + (f", divisor_override={self.divisor_override}" if self.divisor_override else ""))
 
 
+def _adaptive_output_size(name: str, output_size) -> tuple:
+    """An int, a pair, or a pair with ``None`` (keep that input size) -> a pair."""
+    if isinstance(output_size, (int, np.integer)) and not isinstance(output_size, bool):
+        output_size = (int(output_size), int(output_size))
+    if not (isinstance(output_size, (tuple, list)) and len(output_size) == 2
+            and all(o is None or (isinstance(o, (int, np.integer)) and o >= 1) for o in output_size)):
+        raise ValueError(f"{name}: output_size must be a positive int or a pair of positive ints "
+                         f"or None, got {output_size!r}")
+    return tuple(None if o is None else int(o) for o in output_size)
+
+
+def _adaptive_out_hw(layer: Module, x4: np.ndarray, x: np.ndarray) -> tuple[int, int]:
+    if min(x4.shape[2:]) < 1:
+        raise ValueError(f"{type(layer).__name__}: input spatial size must be non-empty, got shape {x.shape}")
+    return tuple(n if o is None else o for o, n in zip(layer.output_size, x4.shape[2:]))
+
+
 class AdaptiveAvgPool2d(Module):
     """torch.nn.AdaptiveAvgPool2d(output_size); an int, a pair, or a pair with ``None`` (keep that input size)."""
 
     def __init__(self, output_size) -> None:
         super().__init__()
-        if isinstance(output_size, (int, np.integer)) and not isinstance(output_size, bool):
-            output_size = (int(output_size), int(output_size))
-        if not (isinstance(output_size, (tuple, list)) and len(output_size) == 2
-                and all(o is None or (isinstance(o, (int, np.integer)) and o >= 1) for o in output_size)):
-            raise ValueError(f"AdaptiveAvgPool2d: output_size must be a positive int or a pair of positive ints "
-                             f"or None, got {output_size!r}")
-        self.output_size = tuple(None if o is None else int(o) for o in output_size)
+        self.output_size = _adaptive_output_size("AdaptiveAvgPool2d", output_size)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         x4 = _batched(self, x)
-        if min(x4.shape[2:]) < 1:
-            raise ValueError(f"AdaptiveAvgPool2d: input spatial size must be non-empty, got shape {x.shape}")
-        out_hw = tuple(n if o is None else o for o, n in zip(self.output_size, x4.shape[2:]))
+        out_hw = _adaptive_out_hw(self, x4, x)
         y = adaptive_avgpool2d(x4, out_hw)
         self._save(in_hw=x4.shape[2:], batched=x.ndim == 4, y_shape=y.shape)
         return y if x.ndim == 4 else y[0]
@@ -148,6 +158,33 @@ class AdaptiveAvgPool2d(Module):
         c = self._take()
         g = _Pool2d._grad(self, grad_output, c["batched"], c["y_shape"])
         dx = adaptive_avgpool2d_backward(g, c["in_hw"])
+        return dx if c["batched"] else dx[0]
+
+    def extra_repr(self) -> str:
+        return f"output_size={self.output_size}"
+
+
+class AdaptiveMaxPool2d(Module):
+    """torch.nn.AdaptiveMaxPool2d(output_size): the maximum of each adaptive window (the windows of
+    AdaptiveAvgPool2d); output_size 1 is global max pooling. The gradient goes to the first maximum of each
+    window (a NaN wins), as torch. ``return_indices=True`` is not supported."""
+
+    def __init__(self, output_size, return_indices: bool = False) -> None:
+        super().__init__()
+        if return_indices:
+            raise ValueError("AdaptiveMaxPool2d: return_indices=True is not supported (lwnn layers return one array)")
+        self.output_size = _adaptive_output_size("AdaptiveMaxPool2d", output_size)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        x4 = _batched(self, x)
+        y, idx = adaptive_maxpool2d(x4, _adaptive_out_hw(self, x4, x))
+        self._save(idx=idx, in_hw=x4.shape[2:], batched=x.ndim == 4, y_shape=y.shape)
+        return y if x.ndim == 4 else y[0]
+
+    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+        c = self._take()
+        g = _Pool2d._grad(self, grad_output, c["batched"], c["y_shape"])
+        dx = maxpool2d_backward(g, c["idx"], c["in_hw"])
         return dx if c["batched"] else dx[0]
 
     def extra_repr(self) -> str:
