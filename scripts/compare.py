@@ -370,6 +370,7 @@ def plot(rows: list[dict], path: Path, title: str = "every family") -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib import ticker
     measured = [r for r in rows if r.get("test_acc") is not None]
     base = next((r for r in measured if r["method"] == "baseline"), None)
     colours = {f: f"C{i}" for i, f in enumerate(dict.fromkeys(r["family"] for r in measured if r is not base))}
@@ -388,6 +389,9 @@ def plot(rows: list[dict], path: Path, title: str = "every family") -> None:
             ax.annotate(r["method"], (x_of(r), 100 * r["test_acc"]), fontsize=6, xytext=(3, 2),
                         textcoords="offset points")
         ax.set_xscale("log")
+        ax.xaxis.set_major_locator(ticker.LogLocator(subs=(1, 2, 5)))
+        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+        ax.xaxis.set_minor_formatter(ticker.NullFormatter())
         ax.set_xlabel(xlabel)
         ax.grid(True, alpha=0.3)
     axes[0].set_ylabel("test accuracy (%)")
