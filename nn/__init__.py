@@ -7,7 +7,7 @@ from nn.basic import Dropout, DropPath, Flatten, Identity
 from nn.binary import BinaryConv2d, BinaryLinear
 from nn.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from nn.containers import ChannelShuffle, ChannelSplit, Concat, Residual, Sequential, SqueezeExcitation
-from nn.conv import Conv2d
+from nn.conv import Conv1d, Conv2d, ConvTranspose2d
 from nn.data import batches, load_dataset, normalize
 from nn.embedding import Embedding
 from nn.interop import from_torch, to_torch
@@ -17,13 +17,14 @@ from nn.models import NAMES, build
 from nn.module import Module
 from nn.norm import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm
 from nn.optim import SGD, Adam, AdamW, CosineAnnealingLR, StepLR
-from nn.pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
+from nn.pooling import AdaptiveAvgPool2d, AdaptiveMaxPool2d, AvgPool2d, MaxPool2d
 from nn.profile import model_latency, profile, summary_table, totals
 from nn.quant import QuantConv2d, QuantLinear
 from nn.recurrent import GRU, LSTM, LastStep
 from nn.shift import ShiftConv2d, ShiftLinear
 from nn.sparse import SparseConv2d, SparseLinear
 from nn.train import evaluate, fit
+from nn.upsample import Upsample
 
 __all__ = [
     "GRU",
@@ -33,6 +34,7 @@ __all__ = [
     "Adam",
     "AdamW",
     "AdaptiveAvgPool2d",
+    "AdaptiveMaxPool2d",
     "AvgPool2d",
     "BatchNorm1d",
     "BatchNorm2d",
@@ -42,7 +44,9 @@ __all__ = [
     "ChannelSplit",
     "CheckpointError",
     "Concat",
+    "Conv1d",
     "Conv2d",
+    "ConvTranspose2d",
     "CosineAnnealingLR",
     "CrossEntropyLoss",
     "DropPath",
@@ -77,6 +81,7 @@ __all__ = [
     "SqueezeExcitation",
     "StepLR",
     "Tanh",
+    "Upsample",
     "batches",
     "build",
     "evaluate",

@@ -23,13 +23,14 @@ import numpy as np
 from nn.activations import Hardsigmoid, Hardswish, LeakyReLU, ReLU, ReLU6, Sigmoid, SiLU, Softmax, Tanh
 from nn.basic import Dropout, DropPath, Flatten, Identity
 from nn.containers import ChannelShuffle, ChannelSplit, Concat, Residual, Sequential, SqueezeExcitation
-from nn.conv import Conv2d
+from nn.conv import Conv1d, Conv2d, ConvTranspose2d
 from nn.embedding import Embedding
 from nn.linear import Linear
 from nn.module import Module
 from nn.norm import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm
-from nn.pooling import AdaptiveAvgPool2d, AvgPool2d, MaxPool2d
+from nn.pooling import AdaptiveAvgPool2d, AdaptiveMaxPool2d, AvgPool2d, MaxPool2d
 from nn.recurrent import GRU, LSTM, LastStep
+from nn.upsample import Upsample
 
 _TORCH_TWINS: dict[str, type] = {}
 _TWIN_NAMES = ("TorchResidual", "TorchConcat", "TorchChannelSplit", "TorchShortcutA", "TorchSqueezeExcitation",
@@ -239,6 +240,14 @@ def from_torch(torch_module, rng: np.random.Generator | int | None = None) -> Mo
     elif T is tnn.Conv2d:
         m = Conv2d(t.in_channels, t.out_channels, t.kernel_size, t.stride, t.padding, t.dilation, t.groups,
                    t.bias is not None, t.padding_mode, dtype=_param_dtype(t))
+    elif T is tnn.Conv1d:
+        m = Conv1d(t.in_channels, t.out_channels, t.kernel_size, t.stride, t.padding, t.dilation, t.groups,
+                   t.bias is not None, t.padding_mode, dtype=_param_dtype(t))
+    elif T is tnn.ConvTranspose2d:
+        m = ConvTranspose2d(t.in_channels, t.out_channels, t.kernel_size, t.stride, t.padding, t.output_padding,
+                            t.groups, t.bias is not None, t.dilation, t.padding_mode, dtype=_param_dtype(t))
+    elif T in (tnn.Upsample, tnn.UpsamplingNearest2d, tnn.UpsamplingBilinear2d):
+        m = Upsample(t.size, t.scale_factor, t.mode, t.align_corners, t.recompute_scale_factor)
     elif T in (tnn.BatchNorm1d, tnn.BatchNorm2d):
         cls = BatchNorm1d if T is tnn.BatchNorm1d else BatchNorm2d
         m = cls(t.num_features, t.eps, t.momentum, t.affine, t.track_running_stats, dtype=_param_dtype(t))
@@ -256,6 +265,8 @@ def from_torch(torch_module, rng: np.random.Generator | int | None = None) -> Mo
         m = AvgPool2d(t.kernel_size, t.stride, t.padding, t.ceil_mode, t.count_include_pad, t.divisor_override)
     elif T is tnn.AdaptiveAvgPool2d:
         m = AdaptiveAvgPool2d(t.output_size)
+    elif T is tnn.AdaptiveMaxPool2d:
+        m = AdaptiveMaxPool2d(t.output_size, t.return_indices)
     elif T is tnn.Flatten:
         m = Flatten(t.start_dim, t.end_dim)
     elif T is tnn.Dropout:
@@ -314,6 +325,14 @@ def to_torch(module: Module):
     elif T is Conv2d:
         t = tnn.Conv2d(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, m.dilation, m.groups,
                        m.bias is not None, m.padding_mode, dtype=dt)
+    elif T is Conv1d:
+        t = tnn.Conv1d(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, m.dilation, m.groups,
+                       m.bias is not None, m.padding_mode, dtype=dt)
+    elif T is ConvTranspose2d:
+        t = tnn.ConvTranspose2d(m.in_channels, m.out_channels, m.kernel_size, m.stride, m.padding, m.output_padding,
+                                m.groups, m.bias is not None, m.dilation, m.padding_mode, dtype=dt)
+    elif T is Upsample:
+        t = tnn.Upsample(m.size, m.scale_factor, m.mode, m.align_corners, m.recompute_scale_factor)
     elif T in (BatchNorm1d, BatchNorm2d):
         cls = tnn.BatchNorm1d if T is BatchNorm1d else tnn.BatchNorm2d
         if not m.affine and m.track_running_stats:
@@ -333,6 +352,8 @@ def to_torch(module: Module):
         t = tnn.AvgPool2d(m.kernel_size, m.stride, m.padding, m.ceil_mode, m.count_include_pad, m.divisor_override)
     elif T is AdaptiveAvgPool2d:
         t = tnn.AdaptiveAvgPool2d(m.output_size)
+    elif T is AdaptiveMaxPool2d:
+        t = tnn.AdaptiveMaxPool2d(m.output_size)
     elif T is Flatten:
         t = tnn.Flatten(m.start_dim, m.end_dim)
     elif T is Dropout:
