@@ -423,7 +423,7 @@ def compare(baseline_model: Module, data: DemoData, run_dir: Path, seed: int = 0
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
-    methods = METHODS if methods is None else tuple(methods)
+    methods = METHODS if methods is None else tuple(dict.fromkeys(methods))
     fns = {name: (demo_fn(name), own_baseline(name)) for name in methods}  # an unknown name fails before any work
     base = measure("baseline", baseline_model, data, run_dir, None, 0.0, metadata=metadata)
     rows = [base]
