@@ -7,23 +7,39 @@ input it saw. ``summary_table(rows)`` prints the rows with totals; ``model_laten
 
 Which modules get a row
     every leaf (a module without children), every module that defines ``macs`` (it then owns its subtree:
-    no rows below it), and every ``Residual`` (for its add). Rows come in execution order; a module called
-    several times in one forward gets one row with its counts summed.
+    no rows below it), and every ``Residual`` and ``SqueezeExcitation`` (for its add or gate multiply). Rows
+    come in execution order; a module called several times in one forward gets one row with its counts summed.
 
 Counting convention (multiply-accumulates and floating-point operations are reported separately)
     * 1 MAC = 2 FLOPs (one multiply, one add). ``flops`` = 2 * ``macs`` + the extra FLOPs listed here.
     * Linear: MACs = prod(out_shape[:-1]) * I * O (any number of leading dims); bias: + numel(out) FLOPs.
     * Conv2d: MACs = N * Co * Ho * Wo * (Ci / G) * kH * kW (grouped and depthwise convs counted correctly,
-      from the weight shape (Co, Ci/G, kH, kW)); bias: + numel(out) FLOPs.
+      from the weight shape (Co, Ci/G, kH, kW)); bias: + numel(out) FLOPs. Conv1d likewise (kH = Ho = 1).
+    * ConvTranspose2d: MACs = N * Ci * H * W * (Co / G) * kH * kW (every input element times every tap of its
+      group's kernels, weight (Ci, Co/G, kH, kW); products that land in the cropped padding are counted too);
+      bias: + numel(out) FLOPs.
+    * LayerNorm, GroupNorm (statistics computed at inference): 5 FLOPs per element (sum for the mean, subtract,
+      square, sum for the variance, scale by 1/std) + 4 per normalised row (two divides, add eps, rsqrt) + 1 per
+      element for each of weight and bias present. Rows: numel / prod(normalized_shape), or N * G.
     * BatchNorm (inference, statistics folded into one scale and one shift): 2 FLOPs per output element.
     * Elementwise activations, FLOPs per output element, counting each add, multiply, divide, comparison
       and transcendental (exp, tanh) as 1: ReLU 1, ReLU6 2, LeakyReLU 2, Tanh 1, Sigmoid 4 (neg, exp, add,
       divide), Hardsigmoid 4 (add, max, min, multiply), Hardswish 5, Softmax 5 (max, subtract, exp, sum,
-      divide).
+      divide), SiLU 5 (Sigmoid's 4 and a multiply).
     * MaxPool2d: kH * kW - 1 comparisons per output element. AvgPool2d: kH * kW (kH * kW - 1 adds and one
       multiply). AdaptiveAvgPool2d: the size of each output element's bin (bin - 1 adds, one multiply).
-    * Residual: 1 add per output element.
-    * Flatten, Identity, Dropout (eval), Concat, ChannelSplit, ChannelShuffle, ShortcutA: 0 (data movement).
+      AdaptiveMaxPool2d: bin - 1 comparisons per output element (N * C * (H * W - 1) for global pooling).
+    * Upsample: 'nearest' 0 (a gather); 'bilinear' 9 FLOPs per output element (torch's
+      l0 (m0 a + m1 b) + l1 (m0 c + m1 d): 6 multiplies, 3 adds).
+    * LSTM, GRU: per time step, sample, direction and layer (input I_l = input_size in layer 0, else
+      directions * S): MACs = G S (I_l + S) with G = 4 (LSTM) or 3 (GRU) gates; FLOPs = 2 MACs + LSTM 22 S
+      (4 S adds of the input and hidden parts, 3 sigmoids of 4, tanh of g, c = f c + i g 3, tanh(c), h = o
+      tanh(c)) or GRU 17 S (r and z: add and sigmoid, 5 each; n = tanh(a + r h_n) 3; h = (1 - z) n + z h 4)
+      + per bias vector present one add per gate element (LSTM 8 S, GRU 6 S for both).
+    * Residual: 1 add per output element. SqueezeExcitation: its own row holds the gate's 1 multiply per output
+      element (its children, pooling, convs and activations, have their rows).
+    * Flatten, Identity, Dropout and DropPath (eval), Concat, ChannelSplit, ChannelShuffle, ShortcutA, Embedding
+      (a row lookup), LastStep: 0 (data movement).
     * Any module may define ``macs(in_shape, out_shape)`` and ``flops(in_shape, out_shape)``; with ``macs``
       only, FLOPs = 2 * MACs. A leaf of any other type counts 0 and its row has ``counted=False`` (marked
       ``?`` in the table).
@@ -42,14 +58,18 @@ import numpy as np
 from nn.module import Module
 
 _ELEMENTWISE_FLOPS = {"ReLU": 1, "ReLU6": 2, "LeakyReLU": 2, "Tanh": 1, "Sigmoid": 4, "Hardsigmoid": 4,
-                      "Hardswish": 5, "Softmax": 5}
-_FREE = {"Flatten", "Identity", "Dropout", "Concat", "ChannelSplit", "ChannelShuffle", "Sequential"}
+                      "Hardswish": 5, "Softmax": 5, "SiLU": 5}
+_FREE = {"Flatten", "Identity", "Dropout", "Concat", "ChannelSplit", "ChannelShuffle", "Sequential", "DropPath",
+         "Embedding", "LastStep"}
+_GATED = ("Residual", "SqueezeExcitation")  # containers with a row of their own: the add, the gate multiply
+_RNN_FLOPS = {"LSTM": (4, 22), "GRU": (3, 17)}  # gates, FLOPs per hidden unit besides the matmuls and biases
 
 
 def _rule_name(m: Module) -> str | None:
     """The first class in the MRO with a counting rule, so a subclass (e.g. a quantised Conv2d) inherits it."""
-    known = {"Linear", "Conv2d", "BatchNorm1d", "BatchNorm2d", "_BatchNorm", "MaxPool2d", "AvgPool2d",
-             "AdaptiveAvgPool2d", "Residual"} | set(_ELEMENTWISE_FLOPS) | _FREE
+    known = {"Linear", "Conv2d", "Conv1d", "ConvTranspose2d", "BatchNorm1d", "BatchNorm2d", "_BatchNorm",
+             "LayerNorm", "GroupNorm", "MaxPool2d", "AvgPool2d", "AdaptiveAvgPool2d", "AdaptiveMaxPool2d", "Upsample",
+             } | set(_GATED) | set(_RNN_FLOPS) | set(_ELEMENTWISE_FLOPS) | _FREE
     for klass in type(m).__mro__:
         if klass.__name__ in known:
             return klass.__name__
@@ -73,14 +93,24 @@ def count(m: Module, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> t
         flops = int(m.flops(in_shape, out_shape)) if hasattr(m, "flops") else 2 * macs
         return macs, flops, True
     rule = _rule_name(m)
-    bias = out_n if getattr(m, "bias", None) is not None and rule in ("Linear", "Conv2d") else 0
+    bias = out_n if getattr(m, "bias", None) is not None and rule in ("Linear", "Conv2d", "Conv1d",
+                                                                      "ConvTranspose2d") else 0
     if rule == "Linear":
         O, I = m.weight.shape
         macs = math.prod(out_shape[:-1]) * I * O
         return macs, 2 * macs + bias, True
-    if rule == "Conv2d":
+    if rule in ("Conv2d", "Conv1d"):
         macs = out_n * math.prod(m.weight.shape[1:])  # (N*Co*Ho*Wo) * (Ci/G * kH * kW)
         return macs, 2 * macs + bias, True
+    if rule == "ConvTranspose2d":
+        macs = math.prod(in_shape) * math.prod(m.weight.shape[1:])  # (N*Ci*H*W) * (Co/G * kH * kW)
+        return macs, 2 * macs + bias, True
+    if rule in ("LayerNorm", "GroupNorm"):
+        rows = (out_n // math.prod(m.normalized_shape) if rule == "LayerNorm" else in_shape[0] * m.num_groups)
+        affine = (m.weight is not None) + (m.bias is not None)
+        return 0, (5 + affine) * out_n + 4 * rows, True
+    if rule in _RNN_FLOPS:
+        return _rnn_count(m, rule, in_shape)
     if rule in ("BatchNorm1d", "BatchNorm2d", "_BatchNorm"):
         return 0, 2 * out_n, True
     if rule in _ELEMENTWISE_FLOPS:
@@ -88,15 +118,34 @@ def count(m: Module, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> t
     if rule in ("MaxPool2d", "AvgPool2d"):
         kk = math.prod(_pair(m.kernel_size))
         return 0, (kk - 1 if rule == "MaxPool2d" else kk) * out_n, True
-    if rule == "AdaptiveAvgPool2d":
+    if rule in ("AdaptiveAvgPool2d", "AdaptiveMaxPool2d"):
         lead = math.prod(out_shape[:-2])
         per = _adaptive_bins(in_shape[-2], out_shape[-2]) * _adaptive_bins(in_shape[-1], out_shape[-1])
-        return 0, lead * per, True
-    if rule == "Residual":
+        return 0, lead * (per if rule == "AdaptiveAvgPool2d" else per - math.prod(out_shape[-2:])), True
+    if rule == "Upsample":
+        return 0, (9 * out_n if m.mode == "bilinear" else 0), True
+    if rule in _GATED:
         return 0, out_n, True
     if rule in _FREE:
         return 0, 0, True
     return 0, 0, False
+
+
+def _rnn_count(m: Module, rule: str, in_shape: tuple[int, ...]) -> tuple[int, int, bool]:
+    """(macs, flops, True) of an LSTM / GRU call on input (T, N, I), (N, T, I) with batch_first, or (T, I)."""
+    if len(in_shape) == 2:
+        T, N = in_shape[0], 1
+    else:
+        T, N = (in_shape[1], in_shape[0]) if m.batch_first else in_shape[:2]
+    gates, per_unit = _RNN_FLOPS[rule]
+    S, dirs = m.hidden_size, m.num_directions
+    macs = flops = 0
+    for layer in range(m.num_layers):
+        I_l = m.input_size if layer == 0 else dirs * S
+        step_macs = gates * S * (I_l + S)  # W_ih x + W_hh h per step, sample, direction
+        macs += T * N * dirs * step_macs
+        flops += T * N * dirs * (2 * step_macs + per_unit * S + (2 * gates * S if m.bias else 0))
+    return macs, flops, True
 
 
 def storage_bytes(m: Module) -> int:
@@ -138,7 +187,7 @@ def _recorded(model: Module) -> list[tuple[str, Module, bool]]:
             out.append((name, m, True))
             if not leaf:
                 owned.append(name)
-        elif _rule_name(m) == "Residual":
+        elif _rule_name(m) in _GATED:
             out.append((name, m, False))
     return out
 
@@ -155,7 +204,8 @@ def _own_or_subtree(m: Module, subtree: bool) -> tuple[int, int, int]:
 
 
 def profile(model: Module, input_shape: tuple[int, ...], dtype=np.float32, latency: bool = True, repeat: int = 5,
-            warmup: float = 0.01, min_time: float = 1e-3, rng: np.random.Generator | None = None) -> list[dict]:
+            warmup: float = 0.01, min_time: float = 1e-3, rng: np.random.Generator | None = None,
+            x: np.ndarray | None = None) -> list[dict]:
     """Profile ``model`` on a random (standard normal) input of ``input_shape`` (batch included) in eval mode.
 
     Parameters
@@ -163,15 +213,20 @@ def profile(model: Module, input_shape: tuple[int, ...], dtype=np.float32, laten
     model : Module, whose parameters have dtype ``dtype``.
     input_shape : full input shape, e.g. (1, 3, 32, 32).
     latency : time each recorded layer's forward (median ms of ``repeat`` samples of at least ``min_time`` s,
-        after ``warmup`` s); ``latency_ms`` is None when False and for ``Residual`` rows.
+        after ``warmup`` s); ``latency_ms`` is None when False and for ``Residual`` and ``SqueezeExcitation`` rows.
+    x : the input to run instead of the random one (e.g. integer indices for a model that starts with an
+        Embedding); ``input_shape`` must then be its shape.
 
     Returns
     -------
     rows : list of dicts in execution order with keys name, type, in_shape, out_shape, params, nonzeros, macs,
         flops, bytes, latency_ms, counted, calls. Training flags and forward caches are restored afterwards.
     """
-    rng = np.random.default_rng(0) if rng is None else rng
-    x = rng.standard_normal(input_shape).astype(dtype)
+    if x is None:
+        rng = np.random.default_rng(0) if rng is None else rng
+        x = rng.standard_normal(input_shape).astype(dtype)
+    elif tuple(x.shape) != tuple(input_shape):
+        raise ValueError(f"profile: input_shape {tuple(input_shape)} differs from the given input's {x.shape}")
     recorded = _recorded(model)
     saved = [(m, m.training, m._cache) for m in model.modules()]
     rows = []
