@@ -326,15 +326,18 @@ def profile_cmd(model, checkpoint, input_shape) -> None:
     def go():
         if (model is None) == (checkpoint is None):
             raise click.UsageError("give exactly one of --model and --checkpoint")
+        meta, arch = {}, {}
         if checkpoint is not None:
-            m = load_checkpoint(checkpoint).model
-        name = model or m.arch["name"]
-        kw = {} if checkpoint is None else m.arch.get("kwargs", {})
+            ck = load_checkpoint(checkpoint)
+            m, meta, arch = ck.model, ck.metadata, getattr(ck.model, "arch", None) or {}  # no arch: a spec model
+        name = model or arch.get("name", "")
+        kw = arch.get("kwargs", {})
         if input_shape:
             shape = tuple(int(v) for v in input_shape.split(","))
         else:
-            c = kw.get("in_channels", 1 if name.startswith("lenet") else 3)
-            s = kw.get("image_size", 28 if name.startswith("lenet") else 32)
+            gray = name.startswith("lenet") if name else "mnist" in meta.get("dataset", "")
+            c = kw.get("in_channels", 1 if gray else 3)
+            s = kw.get("image_size", 28 if gray else 32)
             shape = (c, s, s)
         if checkpoint is None:
             m = build_model(name, shape, 0)

@@ -85,6 +85,8 @@ def test_demo_cli_smoke(tmp_path):
         out = CliRunner().invoke(cli, ["evaluate", str(path), "--test-limit", "500"])
         assert out.exit_code == 0, name + out.output + repr(out.exception)
         assert json.loads(out.output.strip().splitlines()[-1])["test_acc"] == r["test_acc"], name
+    out = CliRunner().invoke(cli, ["profile", "--checkpoint", str(cmp_dir / "models" / "liu2017_slimming.h5")])
+    assert out.exit_code == 0 and "BatchNorm1d" in out.output and "BatchNorm2d" in out.output, out.output
     # The comparison alone, on the finished run: a subset of methods, same rows as the demo's (same seeds).
     out = CliRunner().invoke(cli, ["compare", str(run_dir), "--quick", "--method", "li2017_l1filter",
                                    "--out", str(tmp_path / "again")])
