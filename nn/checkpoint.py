@@ -16,8 +16,8 @@ Layout of a checkpoint (format ``lwnn-checkpoint`` version 1)::
   ``load_checkpoint`` without a model builds it and replays the edits;
 * any other model (``model.arch`` unset: BatchNorms inserted into a chain, a new head, a hand-made
   ``Sequential``): ``{"spec": <module tree>}``, every module's class (under ``nn.`` or ``methods.`` only), its
-  current settings and its children, written by ``nn.spec.describe`` and rebuilt by ``nn.spec.rebuild`` with
-  the shapes and dtypes of ``layout``. A model holding something a spec cannot describe (a class of another
+  current settings, the names of its parameters and buffers and its children, written by ``nn.spec.describe``
+  and rebuilt by ``nn.spec.rebuild`` with the shapes and dtypes of ``layout``. A model holding something a spec cannot describe (a class of another
   package, a function attribute) gets ``arch`` "" and loads only into a model the caller passes.
 
 ``layout`` lists ``[name, kind, shape, dtype]`` for every model entry, so an architecture mismatch is reported

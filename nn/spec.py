@@ -1,17 +1,17 @@
 """A model's structure as JSON, and the model rebuilt from it: the checkpoint recipe of models assembled by hand.
 
 ``describe(model)`` walks the module tree and records, for every module, its class (an import path under
-``nn.`` or ``methods.``), its settings and its children::
+``nn.`` or ``methods.``), its settings, the names of its parameters and buffers, and its children::
 
     {"class": "nn.conv.Conv2d", "attrs": {"in_channels": 3, "stride": {"tuple": [1, 1]}, ...},
-     "children": {"0": {...}, ...}}                                   # "children" only when there are some
+     "parameters": ["weight", "bias"], "buffers": [...], "children": {"0": {...}, ...}}   # empty ones left out
 
 The settings are the module's instance attributes as they are *now* (the mechanism pickle uses, restricted to
 plain values), so no layer has to list its constructor arguments and a layer shrunk by surgery or swapped for a
 deployed one is described as it is. ``rebuild(spec, layout)`` creates each module without calling
-``__init__`` (``cls.__new__`` + ``Module.__init__``), restores the settings, registers zero-filled
-parameters and buffers of the shapes and dtypes in the checkpoint layout (in layout order, which is
-registration order) and attaches the children; ``load_state_dict`` then fills in the values.
+``__init__`` (``cls.__new__`` + ``Module.__init__``), restores the settings, registers its parameters and
+buffers zero-filled, of the shapes and dtypes the checkpoint layout gives them, and attaches the children;
+``load_state_dict`` then fills in the values.
 
 Settings are JSON values, with tags for what JSON lacks: ``{"tuple": [...]}``, ``{"dict": {...}}``,
 ``{"dtype": "float32"}``, ``{"scalar": "float32", "value": 0.5}`` (numpy scalars keep their type, which
@@ -50,8 +50,10 @@ def describe(model: Module, where: str = "") -> dict:
                       if k not in _NOT_SETTINGS}}
     children = {name: describe(child, f"{where}.{name}" if where else name)
                 for name, child in model.named_children()}
-    if children:
-        node["children"] = children
+    for key, value in (("parameters", list(model._parameters)), ("buffers", list(model._buffers)),
+                       ("children", children)):
+        if value:
+            node[key] = value
     return node
 
 
@@ -90,7 +92,10 @@ def _decode(v, where: str):
         if "scalar" in v:
             return np.dtype(v["scalar"]).type(v["value"])
         if "rng" in v:
-            gen = np.random.Generator(getattr(np.random, v["rng"]["bit_generator"])())
+            bit_generator = getattr(np.random, v["rng"]["bit_generator"])
+            if not (isinstance(bit_generator, type) and issubclass(bit_generator, np.random.BitGenerator)):
+                raise ValueError(f"{bit_generator!r} is not a numpy BitGenerator")
+            gen = np.random.Generator(bit_generator())
             gen.bit_generator.state = v["rng"]
             return gen
     except (KeyError, TypeError, ValueError, AttributeError) as e:
@@ -102,29 +107,29 @@ def _decode(v, where: str):
 def rebuild(spec: dict, layout: list) -> Module:
     """The model ``spec`` describes, with zero-filled parameters and buffers as ``layout`` (``[name, kind, shape,
     dtype]`` rows of ``nn.checkpoint.model_layout``) lists them; load the values with ``load_state_dict``."""
-    arrays: dict[str, list] = {}
-    for name, kind, shape, dtype in layout:
-        if kind in ("parameter", "buffer"):
-            owner, _, attr = name.rpartition(".")
-            arrays.setdefault(owner, []).append((kind, attr, tuple(shape), np.dtype(dtype)))
+    arrays = {name: (kind, tuple(shape), np.dtype(dtype)) for name, kind, shape, dtype in layout}
     return _rebuild(spec, "", arrays)
 
 
 def _rebuild(node, where: str, arrays: dict) -> Module:
     at = where or "<model>"
-    if not isinstance(node, dict) or not isinstance(node.get("class"), str) or not isinstance(node.get("attrs", {}), dict) \
-            or not isinstance(node.get("children", {}), dict):
+    if not (isinstance(node, dict) and isinstance(node.get("class"), str)
+            and all(isinstance(node.get(k, {}), dict) for k in ("attrs", "children"))
+            and all(isinstance(node.get(k, []), list) for k in ("parameters", "buffers"))):
         raise SpecError(f"{at}: malformed spec node (want a dict with a 'class' string, 'attrs' and 'children' "
-                        f"dicts), got {str(node)[:200]}")
+                        f"dicts, 'parameters' and 'buffers' lists), got {str(node)[:200]}")
     cls = _class(node["class"], at)
     m = cls.__new__(cls)
     Module.__init__(m)
     m.__dict__.update({k: _decode(v, f"{at}.{k}") for k, v in node.get("attrs", {}).items()})
-    for kind, attr, shape, dtype in arrays.get(where, []):
-        if kind == "parameter":
-            m.register_parameter(attr, np.zeros(shape, dtype))
-        else:
-            m.register_buffer(attr, np.zeros(shape, dtype))
+    for kind in ("parameter", "buffer"):
+        for attr in node.get(kind + "s", []):
+            name = f"{where}.{attr}" if where else str(attr)
+            if arrays.get(name, (None,))[0] != kind:
+                raise SpecError(f"{at}: {kind} {attr!r} is not a {kind} of the checkpoint layout")
+            _, shape, dtype = arrays[name]
+            register = m.register_parameter if kind == "parameter" else m.register_buffer
+            register(attr, np.zeros(shape, dtype))
     for name, child in node.get("children", {}).items():
         m.__dict__.pop(name, None)
         m._modules[name] = _rebuild(child, f"{where}.{name}" if where else name, arrays)

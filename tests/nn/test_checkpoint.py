@@ -406,6 +406,8 @@ def test_corrupt_and_unknown_specs(tmp_path, rng):
         (edited("2", attrs={"in_features": {"complex": [1, 2]}}), r"2.in_features: unknown setting tag \['complex'\]"),
         (edited("2", attrs={"x": {"scalar": "float99", "value": 1}}), r"2.x: malformed setting"),
         ({"spec": "Sequential"}, r"<model>: malformed spec node"),
+        (edited("2", parameters=["weight", "gamma"]), r"2: parameter 'gamma' is not a parameter of the checkpoint"),
+        (edited("2", attrs={"rng": {"rng": {"bit_generator": "seed"}}}), r"2.rng: malformed setting .*not a numpy Bit"),
     ]
     for arch, match in bad:
         _set_arch(path, arch)
