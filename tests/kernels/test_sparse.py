@@ -45,6 +45,22 @@ def test_spmm_matches_ref_and_dense(dtype, M, K, N, sparsity, seed):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_spmm_every_chunk_width_and_tail(dtype, rng):
+    """Widths around every compiled chunk (CH, CH/2, CH/4, CH/8 and the per-column tail) of both ISAs' tiles,
+    serially and in parallel, trusted or checked: same product as the reference."""
+    W = _sparse(rng, (37, 53), 0.8, dtype)
+    csr = csr_from_dense(W)
+    for N in (1, 2, 3, 7, 8, 9, 15, 16, 17, 31, 32, 33, 63, 64, 65, 96, 127, 128, 129, 191, 255, 256, 257, 300):
+        X = rng.standard_normal((53, N)).astype(dtype)
+        want = spmm_ref(csr, X)
+        assert_close(f"spmm N={N}", spmm(csr, X), want, dtype, scale=53)
+        np.testing.assert_array_equal(spmm(csr, X, trusted=True), spmm(csr, X))
+    big = _sparse(rng, (300, 400), 0.5, dtype)  # nnz * N above SERIAL_WORK: the parallel driver
+    X = rng.standard_normal((400, 4 * SERIAL_WORK // (300 * 400) + 1)).astype(dtype)
+    assert_close("spmm parallel", spmm(csr_from_dense(big), X), spmm_ref(csr_from_dense(big), X), dtype, scale=400)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_spmm_scipy_input_unsorted_duplicates_empty_rows(dtype, rng):
     # row 0 empty, row 1 unsorted with a duplicate column, row 2 full; int64 indices accepted as they are
     data = np.array([1.5, -2.0, 0.25, 3.0, 1.0, 2.0, 3.0], dtype)

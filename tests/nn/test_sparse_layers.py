@@ -59,6 +59,13 @@ def test_sparse_linear_uses_layer_mask_and_buffers(rng, tmp_path):
     other.load_state_dict(state)
     np.testing.assert_array_equal(other(x), model(x))
     np.testing.assert_array_equal(sp.to(np.float64)(x.astype(np.float64)), sp(x.astype(np.float64)))
+    # The CSR structure is checked once per set of buffers: replaced buffers that do not fit are refused.
+    bad = dict(state)
+    bad["0.weight_indices"] = state["0.weight_indices"].copy()
+    bad["0.weight_indices"][0] = 30
+    other.load_state_dict(bad)
+    with pytest.raises(ValueError, match=r"SparseLinear weight.indices must lie in \[0, 30\)"):
+        other(x)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
