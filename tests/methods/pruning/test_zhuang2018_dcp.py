@@ -10,8 +10,9 @@ from nn.activations import ReLU
 from nn.basic import Flatten
 from nn.containers import Sequential
 from nn.linear import Linear
-from nn.profile import model_latency, profile, totals
+from nn.profile import profile, totals
 from nn.train import evaluate
+from tests.methods.structured_cnn import paired_speedup, speed_line
 
 SHAPE = (1, 28, 28)
 KEEP = {"3": 0.2, "5": 0.5}  # input neurons kept: 60 of fc1's 300, 50 of fc2's 100
@@ -55,14 +56,14 @@ def test_dcp_beats_reconstruction_only_selection(fmnist, lenet300_baseline):
     pruned, acc_dcp, info = res[1.0]
     acc_rec = res[0.0][1]
     m0, m1 = (totals(profile(m, (1, *SHAPE), latency=False))["macs"] for m in (model, pruned))
-    lat0, lat1 = (min(model_latency(m, 64, SHAPE)["median_ms"] for _ in range(2)) for m in (model, pruned))
+    sp = paired_speedup(pruned, model, input_shape=SHAPE)
     print(f"zhuang2018_dcp: test acc dense {acc0:.4f} DCP {acc_dcp:.4f} reconstruction-only {acc_rec:.4f}; "
-          f"MACs {m0} -> {m1}; latency@64 {lat0:.2f} -> {lat1:.2f} ms")
+          f"MACs {m0} -> {m1}; " + speed_line(sp))
     assert pruned[1].weight.shape == (60, 784) and pruned[3].weight.shape == (50, 60)
     assert len(info["selected"]["3"]) == 60 and len(info["selected"]["5"]) == 50
     assert acc_dcp > acc_rec + 0.02
     assert acc_dcp > acc0 - 0.05  # no fine-tuning
-    assert m1 < 0.25 * m0 and lat1 < lat0
+    assert m1 < 0.25 * m0 and sp["ms"] < sp["reference_ms"]  # 4x fewer MACs (paired samples)
 
 
 def test_script_smoke(tmp_path):
