@@ -59,7 +59,10 @@ def blas_info() -> str:
 def environment() -> str:
     env = {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "NUMBA_NUM_THREADS")}
     import numba
-    return (f"python {platform.python_version()}, numpy {np.__version__}, numba {numba.__version__} "
+
+    from kernels._intrinsics import cpu_model, isa_summary
+    return (f"CPU: {cpu_model()}; kernels compiled for {isa_summary()}\n"
+            f"python {platform.python_version()}, numpy {np.__version__}, numba {numba.__version__} "
             f"({numba.config.NUMBA_DEFAULT_NUM_THREADS} threads), BLAS: {blas_info()}, env {env}")
 
 

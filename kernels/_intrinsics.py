@@ -54,6 +54,43 @@ def cpu_has(family: str) -> bool:
     return all(f in feats for f in need)
 
 
+def cpu_model() -> str:
+    """The host CPU as /proc/cpuinfo names it, with family and model (the model name alone is often just the
+    vendor on a VM), e.g. 'AMD EPYC (family 25, model 17), 2 logical CPUs'."""
+    info = {}
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                if not line.strip():
+                    break  # the first processor's block is enough
+                info.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    import os
+    import platform
+    name = info.get("model name") or platform.processor() or platform.machine()
+    fam = f" (family {info['cpu family']}, model {info['model']})" if "cpu family" in info else ""
+    return f"{name}{fam}, {os.cpu_count()} logical CPUs"
+
+
+def isa_summary() -> str:
+    """The instruction sets the numba kernels were compiled for here (which tiles and paths run), and the
+    target: e.g. 'AVX-512 (F BW VL VNNI VPOPCNTDQ) + AVX2 + FMA, numba target host'."""
+    feats = _target_features()
+    if "avx512f" in feats:
+        ext = [e for e, f in (("F", "avx512f"), ("BW", "avx512bw"), ("VL", "avx512vl"), ("VNNI", "avx512vnni"),
+                              ("VPOPCNTDQ", "avx512vpopcntdq"), ("BITALG", "avx512bitalg")) if f in feats]
+        isa = f"AVX-512 ({' '.join(ext)}) + AVX2"
+    elif "avx2" in feats:
+        isa = "AVX2 (no AVX-512)"
+    else:
+        isa = "no AVX2"
+    isa += " + FMA" if "fma" in feats else ""
+    target = numba.config.CPU_NAME or "host"
+    return f"{isa}, numba target {target}"
+
+
 # ---------------------------------------------------------------------------------------------- scalar shifts
 def _scalar_shift(op: str):
     @intrinsic

@@ -37,3 +37,11 @@ def test_limit_blas_threads_rejects_zero():
     from kernels._config import limit_blas_threads
     with pytest.raises(ValueError, match="BLAS threads must be >= 1"):
         limit_blas_threads(0)
+
+
+def test_cpu_model_and_isa_summary_name_the_machine():
+    """What `make bench` and the comparison print beside every figure: the CPU and the ISA the kernels use."""
+    from kernels._intrinsics import _target_features, cpu_model, isa_summary
+    assert "logical CPUs" in cpu_model()
+    isa = isa_summary()
+    assert ("AVX-512" in isa) == ("avx512f" in _target_features()) and "numba target" in isa
