@@ -40,6 +40,8 @@ Counting convention (multiply-accumulates and floating-point operations are repo
       element (its children, pooling, convs and activations, have their rows).
     * Flatten, Identity, Dropout and DropPath (eval), Concat, ChannelSplit, ChannelShuffle, ShortcutA, Embedding
       (a row lookup), LastStep: 0 (data movement).
+    * Deployed QuantLinear/QuantConv2d, BinaryLinear/BinaryConv2d, ShiftLinear/ShiftConv2d: the float layer's
+      MACs, done as int8 multiply-adds, XNOR-popcount bit operations or shift-adds (bias: + numel(out)).
     * Any module may define ``macs(in_shape, out_shape)`` and ``flops(in_shape, out_shape)``; with ``macs``
       only, FLOPs = 2 * MACs. A leaf of any other type counts 0 and its row has ``counted=False`` (marked
       ``?`` in the table).
@@ -128,7 +130,22 @@ def count(m: Module, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> t
         return 0, out_n, True
     if rule in _FREE:
         return 0, 0, True
-    return 0, 0, False
+    return _deployed_count(m, out_shape, out_n)
+
+
+def _deployed_count(m: Module, out_shape: tuple[int, ...], out_n: int) -> tuple[int, int, bool]:
+    """The deployed int8 / binary / shift layers: the logical multiply-adds of the float layer they replace,
+    done in their own arithmetic (int8 MACs, XNOR-popcount bit MACs, shift-adds), + 1 FLOP per output for a
+    bias. Recognised by the ``in_features``/``out_features`` or ``in_channels``/``out_channels``/``kernel_size``
+    they keep; anything else is uncounted."""
+    bias = out_n if getattr(m, "bias", None) is not None else 0
+    if hasattr(m, "in_features") and hasattr(m, "out_features"):
+        macs = math.prod(out_shape[:-1]) * m.in_features * m.out_features
+    elif all(hasattr(m, a) for a in ("in_channels", "out_channels", "kernel_size")):
+        macs = out_n * m.in_channels // getattr(m, "groups", 1) * math.prod(_pair(m.kernel_size))
+    else:
+        return 0, 0, False
+    return macs, 2 * macs + bias, True
 
 
 def _rnn_count(m: Module, rule: str, in_shape: tuple[int, ...]) -> tuple[int, int, bool]:

@@ -199,3 +199,25 @@ def test_paired_latency_figures_agree_and_a_loaded_machine_makes_no_speedup():
             assert r["speedup"] is None
     with pytest.raises(ValueError, match="at least 4 pairs"):
         paired_latency(model, twin, 1, (1, 28, 28), pairs=2)
+
+
+def test_deployed_int8_binary_shift_layers_count_the_float_layers_macs(rng):
+    """A quantised, binarised or power-of-two model has the MACs of its float original, in its own arithmetic
+    (so the comparison's MACs column is not 0 for those rows)."""
+    from nn.binary import BinaryConv2d, BinaryLinear
+    from nn.quant import QuantConv2d, QuantLinear
+    from nn.shift import ShiftConv2d, ShiftLinear
+    conv, lin = Conv2d(3, 8, 3, padding=1, rng=rng, dtype=np.float32), Linear(8 * 6 * 6, 5, rng=rng, dtype=np.float32)
+    x_shape = (2, 3, 6, 6)
+    want_conv = 2 * 8 * 6 * 6 * 3 * 9
+    want_lin = 2 * 8 * 6 * 6 * 5
+    deployed = [(BinaryConv2d.from_float(conv), BinaryLinear.from_float(lin)),
+                (QuantConv2d.from_float(conv, 0.05, 128, 0.1, 128), QuantLinear.from_float(lin, 0.05, 128, 0.1, 128)),
+                (ShiftConv2d.from_float(conv), ShiftLinear.from_float(lin))]
+    for c, f in deployed:
+        codes = isinstance(c, QuantConv2d)  # the int8 layers take uint8 codes
+        for layer, shape, want in ((c, x_shape, want_conv), (f, (2, 8 * 6 * 6), want_lin)):
+            x = np.full(shape, 130, np.uint8) if codes else None
+            row = profile(Sequential(layer), shape, latency=False, x=x)[-1]
+            assert row["type"] == type(layer).__name__ and row["counted"] and row["macs"] == want, row
+            assert row["flops"] == 2 * want + row["out_shape"][0] * (8 if layer is c else 5) * (36 if layer is c else 1)
