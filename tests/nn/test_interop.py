@@ -114,8 +114,8 @@ def test_sequential_keeps_torch_child_names(torch):
 
 
 def test_unknown_types_raise_typeerror_naming_the_type(torch):
-    with pytest.raises(TypeError, match="torch.nn.modules.conv.Conv1d"):
-        from_torch(torch.nn.Sequential(torch.nn.Conv1d(2, 2, 3)))
+    with pytest.raises(TypeError, match="torch.nn.modules.conv.Conv3d"):
+        from_torch(torch.nn.Sequential(torch.nn.Conv3d(2, 2, 3)))
 
     class Custom(Module):
         pass
