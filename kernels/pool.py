@@ -54,6 +54,12 @@ def _check(name: str, **arrays) -> None:
 # --------------------------------------------------------------------------------------- max pooling
 
 
+@njit(inline="always")
+def _beats(v, best):
+    """torch's max pooling update: a larger value or a NaN (so a NaN always wins) replaces the running maximum."""
+    return v > best or np.isnan(v)
+
+
 @pjit
 def _maxpool_fwd(x, kH, kW, sH, sW, pH, pW, dH, dW, y, idx):
     P, H, W = x.shape
@@ -80,7 +86,7 @@ def _maxpool_fwd(x, kH, kW, sH, sW, pH, pW, dH, dW, y, idx):
                         if w < 0 or w >= W:
                             continue
                         v = x[p, h, w]
-                        if v > best or np.isnan(v):
+                        if _beats(v, best):
                             best = v
                             bi = h * W + w
                 y[p, oh, ow] = best
@@ -348,7 +354,7 @@ def _adaptive_max_fwd(x, hs, he, ws, we, y, idx):
                 for h in range(hs[oh], he[oh]):
                     for w in range(ws[ow], we[ow]):
                         v = x[p, h, w]
-                        if v > best or np.isnan(v):
+                        if _beats(v, best):
                             best = v
                             bi = h * W + w
                 y[p, oh, ow] = best
