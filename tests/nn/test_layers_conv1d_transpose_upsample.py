@@ -6,6 +6,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from kernels import _config
 from kernels.conv import conv2d
 from kernels.pool import adaptive_maxpool2d, adaptive_maxpool2d_ref
 from nn.containers import Sequential
@@ -309,6 +310,20 @@ def test_adaptive_maxpool2d_kernel_equals_reference(rng):
         np.testing.assert_array_equal(y, y_ref)
         np.testing.assert_array_equal(idx, idx_ref)
     assert np.isnan(adaptive_maxpool2d(x, (1, 1))[0][0, 0, 0, 0])
+
+
+def test_adaptive_maxpool2d_one_thread_and_all_threads_agree(rng):
+    x = rng.standard_normal((4, 8, 12, 11)).astype(np.float32)
+    runs = []
+    for n in (1, _config.get_num_threads()):
+        old = _config.get_num_threads()
+        _config.set_num_threads(n)
+        try:
+            runs.append(adaptive_maxpool2d(x, (5, 3)))
+        finally:
+            _config.set_num_threads(old)
+    for a, b in zip(*runs):
+        np.testing.assert_array_equal(a, b)
 
 
 @pytest.mark.usefixtures("one_thread")
