@@ -5,8 +5,11 @@
 * LeNet-300-100 with 95% of every layer's weights pruned (magnitude), deployed on ``SparseLinear`` (CSR kernel).
 * LeNet-5 (Caffe variant) binarized as XNOR-Net does: the first conv (1 input channel) and the last
   classifier layer stay float, conv2 and fc1 (99% of the MACs) run on ``BinaryConv2d``/``BinaryLinear``.
-Latency is the median forward time in eval mode at batch 1 and 64, float32, 2 threads, warmed up. Accuracy is
-not measured here (random weights have the same cost); the pruning and binarization papers' tests measure it.
+Latency: the compressed and the dense lwnn model are timed by ``nn.profile.paired_latency`` (interleaved short
+samples, each model's median and the median per-pair speed-up with its spread, so load drift cancels); torch's
+float model is the median of warmed-up repeats. Eval mode, batch 1 and 64, float32, 2 threads. Accuracy is not
+measured here (random weights have the same cost); the pruning and binarization papers' tests measure it.
+Goal (issue 8): the 95%-sparse LeNet-300-100 faster than dense at batch 1 and at batch 64 on every ISA.
 """
 from __future__ import annotations
 
@@ -39,11 +42,6 @@ def _binary_lenet5(model):
     return out
 
 
-def _lat(model, x) -> float:
-    model.eval()
-    return 1e3 * timeit(model, x, repeat=5)
-
-
 def _torch_lat(tmodel, x) -> float:
     torch = torch_threads(2)
     tmodel.eval()
@@ -55,6 +53,7 @@ def _torch_lat(tmodel, x) -> float:
 def main() -> str:
     from nn.interop import to_torch
     from nn.models import build
+    from nn.profile import paired_latency
 
     rng = np.random.default_rng(0)
     rows = []
@@ -66,10 +65,12 @@ def main() -> str:
         tmodel = to_torch(dense)
         for batch in (1, 64):
             x = rng.standard_normal((batch, 1, 28, 28)).astype(np.float32)
-            t_dense, t_comp, t_torch = _lat(dense, x), _lat(compressed, x), _torch_lat(tmodel, x)
+            pair = paired_latency(compressed, dense, x, pairs=31)
+            t_dense, t_comp, t_torch = pair["reference_ms"], pair["ms"], _torch_lat(tmodel, x)
+            speedup = "unstable" if pair["speedup"] is None else pair["speedup"]
             rows.append({"model": name, "compressed form": what, "batch": batch, "lwnn dense ms": t_dense,
-                         "lwnn compressed ms": t_comp, "speed-up vs lwnn dense": t_dense / t_comp,
-                         "torch float ms": t_torch, "compressed / torch": t_comp / t_torch})
+                         "lwnn compressed ms": t_comp, "speed-up vs lwnn dense": speedup,
+                         "spread": pair["spread"], "torch float ms": t_torch, "compressed / torch": t_comp / t_torch})
     text = environment() + "\n\n" + table(rows, list(rows[0]))
     print(text)
     return text

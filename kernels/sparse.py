@@ -2,7 +2,7 @@
 
 Public: ``spmm(W, X)`` = W @ X with W in CSR (M, K) and X dense (K, N); ``csr_from_dense(W, mask=None)``;
 ``check_csr(W)`` (the O(nnz) checks, once, for callers that then pass ``trusted=True``);
-``sparse_conv2d(x, W, kernel_size, stride, padding, dilation)`` (im2col, then ``spmm``). Each has a plain
+``sparse_conv2d(x, W, kernel_size, stride, padding, dilation)`` (per image: im2col, then the spmm blocks). Each has a plain
 NumPy twin: ``spmm_ref``, ``csr_from_dense_ref``, ``sparse_conv2d_ref``. See kernels/README.md "Sparse".
 
 A CSR matrix is a ``scipy.sparse.csr_matrix`` or a tuple ``(data, indices, indptr, shape)``: ``data`` (nnz,)
@@ -278,23 +278,6 @@ def spmm(W, X: np.ndarray, trusted: bool = False) -> np.ndarray:
 
 
 # ---------------------------------------------------------------------------------------------- convolution
-def im2col(x: np.ndarray, kernel_size, stride, padding, dilation) -> tuple[np.ndarray, tuple[int, int]]:
-    """x (N, C, H, W) -> columns (C*kH*kW, N*Ho*Wo), zero padding; row order (c, i, j) as an OIHW weight."""
-    (kH, kW), (sh, sw), (ph, pw), (dh, dw) = kernel_size, stride, padding, dilation
-    N, C, H, W = x.shape
-    Ho = (H + 2 * ph - dh * (kH - 1) - 1) // sh + 1
-    Wo = (W + 2 * pw - dw * (kW - 1) - 1) // sw + 1
-    if Ho < 1 or Wo < 1:
-        raise ValueError(f"sparse_conv2d: dilated kernel larger than the padded input {(H + 2 * ph, W + 2 * pw)}")
-    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if ph or pw else x
-    cols = np.empty((C, kH, kW, N, Ho, Wo), x.dtype)
-    for i in range(kH):
-        for j in range(kW):
-            win = xp[:, :, i * dh: i * dh + sh * (Ho - 1) + 1: sh, j * dw: j * dw + sw * (Wo - 1) + 1: sw]
-            cols[:, i, j] = win.transpose(1, 0, 2, 3)  # (N, C, Ho, Wo) -> (C, N, Ho, Wo)
-    return cols.reshape(C * kH * kW, N * Ho * Wo), (Ho, Wo)  # (K, N*L)
-
-
 def _conv_args(x, W, kernel_size, stride, padding, dilation, trusted=False):
     if not isinstance(x, np.ndarray) or x.ndim != 4:
         raise ValueError(f"sparse_conv2d: x must be a 4-d array (N, Ci, H, W), got {getattr(x, 'shape', x)}")
@@ -307,18 +290,64 @@ def _conv_args(x, W, kernel_size, stride, padding, dilation, trusted=False):
     return (data, indices, indptr, (Co, K)), args
 
 
+@njit
+def _im2col_image(xp, n, col, kH, kW, sh, sw, dh, dw, Ho, Wo):
+    """col (C*kH*kW, Ho*Wo) = the windows of image n of the zero-padded xp (N, C, Hp, Wp), rows (c, i, j)."""
+    C = xp.shape[1]
+    for c in range(C):
+        for i in range(kH):
+            for j in range(kW):
+                dst = col[(c * kH + i) * kW + j]
+                for oh in range(Ho):
+                    src = xp[n, c, oh * sh + i * dh]
+                    d = dst[oh * Wo:(oh + 1) * Wo]  # zero-based views: no wrap-around code in the copy
+                    if sw == 1:
+                        s = src[j * dw:j * dw + Wo]
+                        for ow in range(Wo):
+                            d[ow] = s[ow]
+                    else:
+                        for ow in range(Wo):
+                            d[ow] = src[ow * sw + j * dw]
+
+
+@pjit
+def _sparse_conv_images(data, indices, indptr, xp, y, kH, kW, sh, sw, dh, dw, Ho, Wo):
+    """y[n] (Co, Ho*Wo) = W (Co, K) @ col(x[n]) (K, Ho*Wo) for every image, one image per task: the columns of
+    one image stay in cache, and the product is written straight into NCHW (no (Co, N*L) intermediate and no
+    transpose). The product is the spmm blocks above, on the image's columns."""
+    K = xp.shape[1] * kH * kW
+    for n in prange(xp.shape[0]):
+        col = np.empty((K, Ho * Wo), xp.dtype)
+        _im2col_image(xp, n, col, kH, kW, sh, sw, dh, dw, Ho, Wo)
+        yn = y[n]
+        Xt, outt = _tail(col, yn)
+        for b in range((yn.shape[0] + ROWS - 1) // ROWS):
+            _spmm_block(data, indices, indptr, col, yn, Xt, outt, b)
+
+
 def sparse_conv2d(x: np.ndarray, W, kernel_size, stride=1, padding=0, dilation=1, trusted: bool = False
                   ) -> np.ndarray:
     """Convolution with a CSR weight: x (N, Ci, H, W) float, W CSR (Co, Ci*kH*kW) (an OIHW weight flattened
     per output channel) -> (N, Co, Ho, Wo), zero padding, groups=1 only (a grouped weight is block-diagonal:
-    give each group its own call). ``trusted`` as in ``spmm``."""
+    give each group its own call). ``trusted`` as in ``spmm``.
+
+    One image per task (``_sparse_conv_images``: that image's im2col, then the CSR product into its NCHW
+    output); W is checked by ``_conv_args`` unless trusted."""
     W, args = _conv_args(x, W, kernel_size, stride, padding, dilation, trusted)
     if x.dtype != W[0].dtype:
         raise TypeError(f"sparse_conv2d: x is {x.dtype} but the weight is {W[0].dtype}; convert one explicitly")
     N = x.shape[0]
-    cols, (Ho, Wo) = im2col(x, *args)
-    y = spmm(W, cols, trusted=True)  # (Co, K) @ (K, N*L) -> (Co, N*L); W checked by _conv_args
-    return np.ascontiguousarray(y.reshape(-1, N, Ho, Wo).transpose(1, 0, 2, 3))  # (N, Co, Ho, Wo)
+    (kH, kW), (sh, sw), (ph, pw), (dh, dw) = args
+    H, Wd = x.shape[2:]
+    Ho = (H + 2 * ph - dh * (kH - 1) - 1) // sh + 1
+    Wo = (Wd + 2 * pw - dw * (kW - 1) - 1) // sw + 1
+    if Ho < 1 or Wo < 1:
+        raise ValueError(f"sparse_conv2d: dilated kernel larger than the padded input {(H + 2 * ph, Wd + 2 * pw)}")
+    xp = np.pad(x, ((0, 0), (0, 0), (ph, ph), (pw, pw))) if ph or pw else np.ascontiguousarray(x)
+    y = np.empty((N, W[3][0], Ho * Wo), x.dtype)
+    if y.size:
+        _sparse_conv_images(*W[:3], xp, y, kH, kW, sh, sw, dh, dw, Ho, Wo)
+    return y.reshape(N, -1, Ho, Wo)
 
 
 def sparse_conv2d_ref(x: np.ndarray, W, kernel_size, stride=1, padding=0, dilation=1) -> np.ndarray:

@@ -148,6 +148,25 @@ def test_sparse_conv2d_matches_refs(dtype, N, Ci, Co, H, W, k, s, p, d, sparsity
     assert_close("sparse conv vs dense conv", got, conv2d_ref(x, w, None, s, p, d), dtype, scale=K)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sparse_conv2d_layer_sizes_and_threads(dtype, rng):
+    """LeNet-sized layers (Ho*Wo of 576, 100 and 64 columns: every chunk path; 50 output channels: two row
+    blocks), batches of 1 and 5: the reference's result, and the same bits on 1 thread as on all."""
+    for N, Ci, Co, H, k, s, p in ((5, 1, 20, 28, 5, 1, 0), (1, 20, 50, 12, 5, 1, 0), (5, 6, 16, 14, 3, 1, 1),
+                                  (3, 4, 40, 11, 3, 2, 2)):
+        x = rng.standard_normal((N, Ci, H, H)).astype(dtype)
+        w = _sparse(rng, (Co, Ci, k, k), 0.8, dtype)
+        csr = csr_from_dense(w.reshape(Co, -1))
+        got = sparse_conv2d(x, csr, k, s, p)
+        assert_close(f"sparse conv {N, Ci, Co, H, k}", got, conv2d_ref(x, w, None, s, p), dtype, scale=Ci * k * k)
+        before = get_num_threads()
+        try:
+            set_num_threads(1)
+            np.testing.assert_array_equal(sparse_conv2d(x, csr, k, s, p), got)
+        finally:
+            set_num_threads(before)
+
+
 def test_sparse_conv2d_bad_input(rng):
     x = rng.standard_normal((1, 3, 5, 5)).astype(np.float32)
     csr = csr_from_dense(_sparse(rng, (2, 27), 0.5, np.float32))
