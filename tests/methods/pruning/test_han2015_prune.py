@@ -1,11 +1,13 @@
 """Han et al. 2015 on real Fashion-MNIST: >= 10x fewer weights within 1 point, deployed on the sparse kernel
 with the masked model's outputs; the sparse path is faster than dense where it holds on every CPU.
 
-The LeNet-300-100 latency is printed, not asserted: its layers are so small that the dense BLAS path's speed
-decides the comparison, and that differs by ISA (an AVX2 Zen 3 measured the 92%-sparse model 1.85x faster than
-dense at batch 64, an AVX-512 Zen 5 1.8x slower). ``benchmarks/bench_models.py`` holds that target. The speed
-claim asserted here is the one that holds by a wide margin everywhere: a large layer pruned by the same
-method to 99% runs several times faster on ``SparseLinear`` than dense (PERFORMANCE.md 3.3: 17-20x)."""
+The 92%-sparse LeNet-300-100 must be faster than dense at batch 64. That claim once flipped with the ISA (an
+AVX-512 Zen 5 measured it 1.8x *slower*: its CSR kernel gathered and scattered the zmm lanes, fixed since); on
+both code paths it is now about 3x faster (Zen 4, paired samples: 3.05x natively, ~3.8x on the AVX2 path under
+``make test-avx2``), so the test asserts only "faster", a margin that load or rounding cannot close. Timings are
+``nn.profile.paired_latency``'s interleaved samples. A large layer pruned by the same method to 99% must be at
+least 1.4x faster (PERFORMANCE.md 3.3: 17-20x for the kernel alone). The batch-1 target lives in
+``benchmarks/bench_models.py``."""
 from __future__ import annotations
 
 import numpy as np
@@ -50,7 +52,7 @@ def test_keep_schedule_and_rounds_only_shrink_masks():
 
 @pytest.mark.slow
 def test_lenet300_10x_within_one_point_and_sparse_deploy_is_faster(lenet300_baseline, fmnist):
-    from nn.profile import model_latency
+    from nn.profile import paired_latency
     from nn.train import evaluate
 
     model = lenet300_baseline.build()
@@ -75,18 +77,16 @@ def test_lenet300_10x_within_one_point_and_sparse_deploy_is_faster(lenet300_base
     assert sum(isinstance(m, SparseLinear) for m in sparse.modules()) == 3
     x = fmnist.x_test[:64]
     assert_close("sparse vs masked dense", sparse(x), model(x), np.float32)
-    # best of three medians each, alternating, so that a burst of load on the shared machine hits both
-    t_dense, t_sparse = float("inf"), float("inf")
-    for _ in range(3):
-        t_dense = min(t_dense, model_latency(model, x)["median_ms"])
-        t_sparse = min(t_sparse, model_latency(sparse, x)["median_ms"])
-    print(f"LeNet-300-100 latency batch 64 (reported, not asserted): dense {t_dense:.3f} ms, sparse {t_sparse:.3f} ms")
+    t = paired_latency(sparse, model, x)  # interleaved samples: a burst of load hits both models
+    print(f"LeNet-300-100 latency batch 64: dense {t['reference_ms']:.3f} ms, sparse {t['ms']:.3f} ms "
+          f"(paired speed-up {t['speedup']}, spread {t['spread']:.2f})")
+    assert t["ms"] < t["reference_ms"]
 
 
 def test_99_percent_pruned_large_layer_is_faster_on_the_sparse_kernel():
     """A 2048x2048 layer pruned by Han et al.'s magnitude rule to 1% of its weights: SparseLinear equals the
-    masked dense layer and is clearly faster at batch 64 (best of alternating samples)."""
-    from nn.profile import model_latency
+    masked dense layer and is clearly faster at batch 64 (paired, interleaved samples)."""
+    from nn.profile import paired_latency
     from nn.sparse import SparseLinear
     rng = np.random.default_rng(0)
     model = Sequential(Linear(2048, 2048, rng=rng))
@@ -96,10 +96,9 @@ def test_99_percent_pruned_large_layer_is_faster_on_the_sparse_kernel():
     assert isinstance(sparse[0], SparseLinear)
     x = rng.standard_normal((64, 2048)).astype(np.float32)
     assert_close("sparse vs masked dense", sparse(x), model(x), np.float32)
-    pairs = [(model_latency(model, x)["median_ms"], model_latency(sparse, x)["median_ms"]) for _ in range(3)]
-    t_dense, t_sparse = min(p[0] for p in pairs), min(p[1] for p in pairs)
-    print(f"99%-sparse 2048x2048, batch 64: dense {t_dense:.3f} ms, sparse {t_sparse:.3f} ms")
-    assert t_sparse < 0.7 * t_dense  # measured 2.9x on a loaded Zen 4; the kernel alone does 17-20x
+    t = paired_latency(sparse, model, x)
+    print(f"99%-sparse 2048x2048, batch 64: dense {t['reference_ms']:.3f} ms, sparse {t['ms']:.3f} ms")
+    assert t["ms"] < 0.7 * t["reference_ms"]  # the kernel alone does 17-20x
 
 
 def test_script_smoke(tmp_path):
