@@ -34,8 +34,16 @@ LAYERS = {
     "L5": (8, 256, 28, 28, 512, 1, 1, 0, 1, 1),
     "L6": (8, 64, 56, 56, 64, 3, 1, 2, 2, 1),
     "L7": (8, 128, 28, 28, 128, 3, 1, 1, 1, 4),
+    # The five small layers of issue 8 (LeNet / CIFAR sizes): goal median <= 1.5x torch-best, none > 2x,
+    # backward <= 2x torch's, on every ISA.
+    "S1 3x3": (16, 32, 32, 32, 32, 3, 1, 1, 1, 1),
+    "S2 3x3 s2": (16, 64, 16, 16, 128, 3, 2, 1, 1, 1),
+    "S3 1x1": (16, 128, 14, 14, 128, 1, 1, 0, 1, 1),
+    "S4 dw": (16, 96, 28, 28, 96, 3, 1, 1, 1, 96),
+    "S5 LeNet conv2": (32, 6, 14, 14, 16, 5, 1, 0, 1, 1),
 }
 DENSE = ("L1", "L2", "L4", "L5", "L6", "L7")
+SMALL = ("S1 3x3", "S2 3x3 s2", "S3 1x1", "S4 dw", "S5 LeNet conv2")
 
 
 def im2col_conv(x, w, b, s, p, d, g):
@@ -103,6 +111,13 @@ def main(layers=None, threads: int = 2, cpu_time: bool = False) -> list[dict]:
     dense = [r["fwd / torch-best"] for r in rows if r["layer"] in DENSE]
     if dense:
         print(f"forward geomean / torch-best over dense layers: {np.exp(np.mean(np.log(dense))):.2f}x")
+    small = [r for r in rows if r["layer"] in SMALL]
+    if small:
+        f = [r["fwd / torch-best"] for r in small]
+        b = [r["bwd / torch"] for r in small]
+        print(f"small layers (issue 8 goal: median <= 1.5x, none > 2x, backward <= 2x): forward median "
+              f"{np.median(f):.2f}x, worst {max(f):.2f}x ({small[int(np.argmax(f))]['layer']}); backward median "
+              f"{np.median(b):.2f}x, worst {max(b):.2f}x")
     cols = ["layer", "shape N,C,H,W,K,k,s,p,d,g", "GFLOP", "ours fwd ms", "ours GF/s", "torch NCHW ms",
             "torch NHWC ms", "numpy im2col ms", "fwd / torch-best", "fwd / numpy", "ours bwd ms", "torch bwd ms",
             "bwd / torch"]
