@@ -2,6 +2,8 @@
 
 PyTorch is never imported here; ``nn.interop`` imports it inside its functions.
 """
+__version__ = "0.1.0"  # the package version (pyproject.toml reads it); checkpoints record it
+
 from nn.activations import Hardsigmoid, Hardswish, LeakyReLU, ReLU, ReLU6, Sigmoid, SiLU, Softmax, Tanh
 from nn.basic import Dropout, DropPath, Flatten, Identity
 from nn.binary import BinaryConv2d, BinaryLinear
