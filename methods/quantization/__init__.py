@@ -1,0 +1,1 @@
+"""Family Q, quantization and binarization. Shared helpers: common (quantizers, latent weights, packed signs)."""

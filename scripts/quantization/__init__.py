@@ -1,0 +1,1 @@
+"""Scripts of the quantization family: one per paper, run as ``python -m scripts.quantization.<id>``."""
