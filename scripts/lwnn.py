@@ -1,4 +1,4 @@
-"""The ``lwnn`` command line: demo, compare, papers, run, train, evaluate, profile.
+"""The ``lwnn`` command line: demo, compare, papers, run, train, evaluate, profile, export.
 
     python -m scripts.lwnn demo                      # LeNet-5 on Fashion-MNIST, 3 epochs (make demo)
     python -m scripts.lwnn demo --epochs 1 --limit 5000
@@ -10,6 +10,7 @@
     python -m scripts.lwnn run han2015_prune --smoke             # a paper's script (scripts/<family>/<id>.py)
     python -m scripts.lwnn evaluate runs/demo-*/last.h5
     python -m scripts.lwnn profile --model resnet20              # or --checkpoint runs/x/last.h5
+    python -m scripts.lwnn export runs/x/last.h5 --onnx model.onnx   # ONNX graph (pip install onnx)
 
 ``demo`` trains the Caffe LeNet-5 (431K parameters) with SGD (lr 0.01, momentum 0.9, weight decay 5e-4,
 batch 64, seed 0) on inputs standardised by the training-set mean and std, evaluates on the 10,000 test
@@ -331,17 +332,43 @@ def profile_cmd(model, checkpoint, input_shape) -> None:
             ck = load_checkpoint(checkpoint)
             m, meta, arch = ck.model, ck.metadata, getattr(ck.model, "arch", None) or {}  # no arch: a spec model
         name = model or arch.get("name", "")
-        kw = arch.get("kwargs", {})
-        if input_shape:
-            shape = tuple(int(v) for v in input_shape.split(","))
-        else:
-            gray = name.startswith("lenet") if name else "mnist" in meta.get("dataset", "")
-            c = kw.get("in_channels", 1 if gray else 3)
-            s = kw.get("image_size", 28 if gray else 32)
-            shape = (c, s, s)
+        shape = model_input_shape(name, meta, arch.get("kwargs", {}), input_shape)
         if checkpoint is None:
             m = build_model(name, shape, 0)
         click.echo(profile_table(m, shape)[0])
+    _guard(go)
+
+
+def model_input_shape(name: str, meta: dict, kw: dict, input_shape: str | None) -> tuple[int, ...]:
+    """(C, H, W) of one input: ``input_shape`` ("C,H,W") if given, else from the zoo kwargs and the dataset."""
+    if input_shape:
+        return tuple(int(v) for v in input_shape.split(","))
+    gray = name.startswith("lenet") if name else "mnist" in meta.get("dataset", "")
+    c = kw.get("in_channels", 1 if gray else 3)
+    s = kw.get("image_size", 28 if gray else 32)
+    return (c, s, s)
+
+
+@cli.command("export")
+@click.argument("checkpoint", type=click.Path(dir_okay=False))
+@click.option("--onnx", "onnx_out", type=click.Path(dir_okay=False), required=True, help="the .onnx file to write")
+@click.option("--input-shape", default=None, help="C,H,W (default: from the checkpoint, as `lwnn profile`)")
+def export_cmd(checkpoint, onnx_out, input_shape) -> None:
+    """Write a checkpoint's model as an ONNX graph (batch axis free; nn/export.py lists the operators)."""
+    def go():
+        from nn.export import to_onnx
+        try:
+            import onnx  # noqa: F401
+        except ImportError as e:
+            raise click.ClickException("lwnn export needs the onnx package: pip install onnx (or lwnn[onnx])") from e
+        ck = load_checkpoint(checkpoint)
+        arch = getattr(ck.model, "arch", None) or {}
+        shape = model_input_shape(arch.get("name", ""), ck.metadata, arch.get("kwargs", {}), input_shape)
+        try:
+            to_onnx(ck.model, onnx_out, (1, *shape))
+        except TypeError as e:  # a layer with no ONNX export: one line naming it, not a traceback
+            raise click.ClickException(str(e)) from e
+        click.echo(f"wrote {onnx_out}: {type(ck.model).__name__} for input (N, {', '.join(map(str, shape))})")
     _guard(go)
 
 

@@ -8,6 +8,8 @@ up to float32 summation order.
 from __future__ import annotations
 
 import numpy as np
+import onnx
+import onnxruntime as ort
 import pytest
 
 import nn
@@ -15,9 +17,6 @@ from nn.export import to_onnx
 from nn.models import ShortcutA
 from nn.quant import QuantConv2d, QuantLinear, quantize
 from tests.helpers import assert_close
-
-onnx = pytest.importorskip("onnx")  # listed in requirements-test.txt: a missing package fails in CI's install
-ort = pytest.importorskip("onnxruntime")
 
 
 def run_onnx(path, x: np.ndarray) -> np.ndarray:
@@ -295,3 +294,40 @@ def test_export_restores_training_mode(tmp_path):
     model.train()
     to_onnx(model, tmp_path / "x.onnx", (2, 3))
     assert all(m.training for m in model.modules())
+
+
+# ------------------------------------------------------------------------------------------ command line
+
+def test_cli_export_checkpoint(tmp_path):
+    from click.testing import CliRunner
+
+    from methods.pruning.surgery import prune_channels
+    from scripts.lwnn import cli
+    rng = np.random.default_rng(13)
+    cases = {"lenet5": ((1, 28, 28), {}), "resnet20": ((3, 32, 32), {}),
+             "lenet_300_100": ((3, 16, 16), {"in_channels": 3, "image_size": 16})}
+    for name, (shape, kw) in cases.items():
+        model = nn.build(name, rng=0, **kw)
+        if name == "lenet5":  # a shrunk model: the checkpoint replays the surgery, the graph is the smaller one
+            prune_channels(model, "2", np.arange(30), shape)
+        nn.save_checkpoint(tmp_path / f"{name}.h5", model, metadata={"dataset": "cifar10"})
+        out = tmp_path / f"{name}.onnx"
+        res = CliRunner().invoke(cli, ["export", str(tmp_path / f"{name}.h5"), "--onnx", str(out)])
+        assert res.exit_code == 0, res.output
+        assert f"input (N, {', '.join(map(str, shape))})" in res.output
+        x = rand(rng, 2, *shape)
+        assert_close(f"lwnn export {name}", run_onnx(out, x), model.eval()(x), np.float32)
+    dims = [tuple(i.dims) for i in onnx.load(str(tmp_path / "lenet5.onnx")).graph.initializer]
+    assert (30, 20, 5, 5) in dims
+    res = CliRunner().invoke(cli, ["profile", "--checkpoint", str(tmp_path / "lenet_300_100.h5")])  # same shape rule
+    assert res.exit_code == 0 and "Linear" in res.output, res.output
+
+
+def test_cli_export_errors(tmp_path):
+    from click.testing import CliRunner
+
+    from scripts.lwnn import cli
+    res = CliRunner().invoke(cli, ["export", str(tmp_path / "missing.h5"), "--onnx", str(tmp_path / "x.onnx")])
+    assert res.exit_code == 1 and "Error:" in res.output
+    res = CliRunner().invoke(cli, ["export", str(tmp_path / "missing.h5")])
+    assert res.exit_code == 2 and "--onnx" in res.output
