@@ -105,10 +105,11 @@ def demo(model, data, rng):
     for every output row i; P = 2000 images), inverted by the paper's recursion (``inverse_hessian``).
     fc2 "7" (10 rows x 500 weights): full OBS per output row, 70% of each row deleted one weight at a time with
     the saliency L_q = w_q^2 / (2 [H^-1]_qq), the correction dw = -(w_q / [H^-1]_qq) H^-1 e_q of the remaining
-    weights and the Schur update of H^-1 -- no retraining. fc1 "5" (500 rows x 800): sequential OBS would take
-    ~6 s per row (~50 min), so its 92% lowest first-deletion OBS saliencies L_q are deleted at once (the
-    diagonal special case ``obd_prune`` with h = 1 / diag(H^-1)), without the correction, then the fc head is
-    retrained 1 epoch on the cached features (before fc2's H is taken). The convolutions are kept dense."""
+    weights and the Schur update of H^-1 -- no retraining. fc1 "5" (500 rows x 800) is *not* OBS: sequential
+    OBS would take ~6 s per row (~50 min), so its weights are ranked once by the first-step OBS saliency
+    L_q = w_q^2 / (2 [H^-1]_qq) and the lowest 92% deleted at once with no correction of the others (OBD's
+    one-shot rule, ``obd_prune``, with h = 1 / diag(H^-1)); then the fc head is retrained 1 epoch on the cached
+    features (before fc2's H is taken). The convolutions are kept dense."""
     from scripts.pruning.lecun1989_obd import fc_features, retrain_head
     x, y = data.subset(10000)
     feats = fc_features(model, x).astype(np.float64)  # (N, 800)
