@@ -43,11 +43,18 @@ def test_obd_diag_is_exact_hessian_diag_for_one_layer(torch, rng):
 
 
 def test_gn_diag_matches_torch_gauss_newton(torch, rng):
+    """Both diagonals of a Linear-ReLU-Linear net against torch Jacobians J_n (K, P) per sample:
+    ``gn`` = diag(sum_n J_n^T (diag(p) - p p^T) J_n) / N, the exact Gauss-Newton diagonal;
+    ``obd`` = diag(sum_n J_n^T diag(p (1 - p)) J_n) / N: with one hidden layer a weight reaches each logit
+    through one unit only, so the paper's recursion (Eqs. (5)-(6): times x^2, back through W*W and the squared
+    ReLU derivative) is exactly this, in every layer. The case has inactive ReLU units and negative weights,
+    so back-propagating through W instead of W*W, or without the ReLU mask, gives other hidden-layer values
+    (both stubs are computed below and shown to fail)."""
     model = Sequential(Flatten(), Linear(6, 5, rng=0, dtype=np.float64), ReLU(), Linear(5, 3, rng=1, dtype=np.float64))
     x = rng.standard_normal((7, 1, 2, 3))
     p = torch.tensor(_flat(model))
     shapes = [(5, 6), (3, 5)]
-    want = np.zeros(p.numel())
+    want, want_obd = np.zeros(p.numel()), np.zeros(p.numel())
     for n in range(len(x)):
         xn = x[n:n + 1].reshape(1, -1)
 
@@ -62,13 +69,28 @@ def test_gn_diag_matches_torch_gauss_newton(torch, rng):
         pr = torch.softmax(logits(p), 0).numpy()
         Hz = np.diag(pr) - np.outer(pr, pr)
         want += np.einsum("kp,kl,lp->p", J, Hz, J) / len(x)
+        want_obd += np.einsum("kp,k,kp->p", J, pr * (1 - pr), J) / len(x)
     h = obd.diag_hessian(model, x, method="gn", batch_size=3)
-    got = np.concatenate([h[k].ravel() for k in ("1.weight", "1.bias", "3.weight", "3.bias")])
+    keys = ("1.weight", "1.bias", "3.weight", "3.bias")
+    got = np.concatenate([h[k].ravel() for k in keys])
     assert_close("exact Gauss-Newton diagonal vs torch", got, want, np.float64)
-    # OBD's propagation is exact for the last layer and drops off-diagonal terms below it
     h_obd = obd.diag_hessian(model, x, method="obd")
-    assert_close("OBD h, last layer", h_obd["3.weight"], h["3.weight"], np.float64)
-    assert not np.allclose(h_obd["1.weight"], h["1.weight"])
+    assert_close("OBD recursion vs torch, all layers", np.concatenate([h_obd[k].ravel() for k in keys]), want_obd,
+                 np.float64)
+    assert not np.allclose(h_obd["1.weight"], h["1.weight"])  # OBD drops H_z's off-diagonal terms
+    # the two stubs: hidden-layer h through W instead of W*W, and without the ReLU derivative
+    x2 = x.reshape(len(x), -1)
+    a1 = x2 @ model[1].weight.T + model[1].bias
+    z = np.maximum(a1, 0) @ model[3].weight.T + model[3].bias
+    pz = np.exp(z - z.max(1, keepdims=True))
+    pz /= pz.sum(1, keepdims=True)
+    D, W2, on = pz * (1 - pz), model[3].weight, (a1 > 0)
+    assert not on.all() and (W2 < 0).any()  # the case can tell the stubs apart
+    stub_w = ((D @ W2) * on).T @ (x2 * x2) / len(x)
+    stub_mask = (D @ (W2 * W2)).T @ (x2 * x2) / len(x)
+    right = ((D @ (W2 * W2)) * on).T @ (x2 * x2) / len(x)
+    assert_close("hand recursion", right, h_obd["1.weight"], np.float64)
+    assert not np.allclose(stub_w, right) and not np.allclose(stub_mask, right)
 
 
 def test_saliency_golden_and_unsupported_layer():
