@@ -1,6 +1,6 @@
 """lwnn's autograd-free engine. The names most code needs, importable as ``nn.Conv2d`` etc.
 
-PyTorch is never imported here; ``nn.interop`` imports it inside its functions.
+PyTorch and onnx are never imported here; ``nn.interop`` and ``nn.export`` import them inside their functions.
 """
 __version__ = "0.1.0"  # the package version (pyproject.toml reads it); checkpoints record it
 
@@ -12,6 +12,7 @@ from nn.containers import ChannelShuffle, ChannelSplit, Concat, Residual, Sequen
 from nn.conv import Conv1d, Conv2d, ConvTranspose2d
 from nn.data import batches, load_dataset, normalize
 from nn.embedding import Embedding
+from nn.export import to_onnx
 from nn.interop import from_torch, to_torch
 from nn.linear import Linear
 from nn.losses import CrossEntropyLoss, KDLoss, MSELoss
@@ -96,6 +97,7 @@ __all__ = [
     "profile",
     "save_checkpoint",
     "summary_table",
+    "to_onnx",
     "to_torch",
     "totals",
 ]

@@ -20,7 +20,9 @@ What each layer becomes
     ChannelSplit -> Split + Concat; ChannelShuffle -> Reshape, Transpose, Reshape; SqueezeExcitation -> its
     pieces and a Mul; ShortcutA -> Slice with steps + Pad; Upsample -> Resize (nearest: ``asymmetric`` +
     ``floor``, torch's legacy nearest; bilinear: ``align_corners`` or ``half_pixel``); Embedding -> Gather
-    (int64 index input).
+    (int64 index input); LSTM / GRU -> one ONNX LSTM / GRU node per layer (gate blocks reordered, GRU with
+    ``linear_before_reset=1``, zero initial states; the graph returns the output sequence, as lwnn's forward);
+    LastStep -> Gather of index -1. Axis 0 is left free also for a sequence model (T, or N with batch_first).
 
 Deployed layers
     SparseLinear / SparseConv2d -> the dense float Gemm / Conv with the pruned weights as zeros.
@@ -40,7 +42,7 @@ Deployed layers
     (K = 14), identical elsewhere; through a chain of three layers a one-LSB input difference propagates
     (0.74% of outputs, still <= 1 LSB, in ``tests/nn/test_export.py``, which asserts <= 1 LSB on < 2%).
 
-Not exported (TypeError): LSTM, GRU, LastStep and any type not listed above.
+Not exported (TypeError): any type not listed above.
 """
 from __future__ import annotations
 
@@ -57,6 +59,7 @@ from nn.module import Module
 from nn.norm import BatchNorm1d, BatchNorm2d, GroupNorm, LayerNorm
 from nn.pooling import AdaptiveAvgPool2d, AdaptiveMaxPool2d, AvgPool2d, MaxPool2d
 from nn.quant import QuantConv2d, QuantLinear
+from nn.recurrent import GRU, LSTM, LastStep
 from nn.shift import ShiftConv2d, ShiftLinear
 from nn.sparse import SparseConv2d, SparseLinear
 from nn.upsample import Upsample
@@ -79,7 +82,7 @@ class _Graph:
     def const(self, value, prefix: str, dtype=np.float32) -> str:
         from onnx import numpy_helper
         name = self.fresh(prefix)
-        self.inits.append(numpy_helper.from_array(np.ascontiguousarray(np.asarray(value, dtype)), name))
+        self.inits.append(numpy_helper.from_array(np.array(value, dtype, order="C"), name))  # 0-d stays 0-d
         return name
 
     def node(self, op: str, inputs, prefix: str, **attrs) -> str:
@@ -277,6 +280,11 @@ def _leaf(g: _Graph, m: Module, x: str, shape, prefix: str) -> str:
         return g.node("Pad", [t, g.const(pads, prefix + ".pads", np.int64)], prefix, mode="constant")
     if T in (BinaryLinear, BinaryConv2d):
         return _binary(g, x, shape, m, prefix)
+    if T in (LSTM, GRU):
+        return _recurrent(g, x, shape, m, prefix)
+    if T is LastStep:  # x[:, -1] or x[-1]: Gather with a scalar index drops the axis
+        axis = 1 if m.batch_first and len(shape) == 3 else 0
+        return g.node("Gather", [x, g.const(-1, prefix + ".last", np.int64)], prefix, axis=axis)
     if T is ShiftLinear:
         return _matmul(g, _fake_quant(g, x, m, prefix), shape, prefix, m.decoded_weight(), m.bias)
     if T is ShiftConv2d:
@@ -385,6 +393,40 @@ def _binary(g, x, shape, m, prefix):
         return y if m.bias is None else g.node("Add", [y, g.const(m.bias.reshape(Co, 1, 1), prefix + ".bias")],
                                                prefix)
     return _unbatched(g, x, shape, 4, prefix, conv)
+
+
+# torch stacks the gate blocks of weight_ih / weight_hh as (i, f, g, o) (LSTM) and (r, z, n) (GRU); ONNX's LSTM
+# wants (i, o, f, c) and its GRU (z, r, h)
+_GATE_ORDER = {LSTM: (0, 3, 1, 2), GRU: (1, 0, 2)}
+
+
+def _recurrent(g, x, shape, m, prefix):
+    """One ONNX LSTM / GRU node per layer (both directions in one node), zero initial states, torch's layout."""
+    order, S, dirs = _GATE_ORDER[type(m)], m.hidden_size, m.num_directions
+
+    def gates(a):  # (G*S, ...) in torch's gate order -> ONNX's
+        return np.concatenate([a[k * S:(k + 1) * S] for k in order], axis=0)
+
+    unbatched = len(shape) == 2
+    if unbatched:
+        t = g.node("Unsqueeze", [x, g.const([1], prefix + ".axes", np.int64)], prefix)  # (T, I) -> (T, 1, I)
+    else:
+        t = g.node("Transpose", [x], prefix, perm=[1, 0, 2]) if m.batch_first else x  # (N, T, I) -> (T, N, I)
+    for layer in range(m.num_layers):
+        ws = [m._weights(layer, d) for d in range(dirs)]
+        lp = f"{prefix}.l{layer}"
+        inputs = [t, g.const(np.stack([gates(w[0]) for w in ws]), lp + ".W"),
+                  g.const(np.stack([gates(w[1]) for w in ws]), lp + ".R")]
+        if m.bias:
+            inputs.append(g.const(np.stack([np.concatenate([gates(w[2]), gates(w[3])]) for w in ws]), lp + ".B"))
+        attrs = {"linear_before_reset": 1} if type(m) is GRU else {}  # torch's GRU: r * (W_hn h + b_hn)
+        y = g.node(type(m).__name__, inputs, lp, hidden_size=S,
+                   direction="bidirectional" if dirs == 2 else "forward", **attrs)  # (T, dirs, N, S)
+        y = g.node("Transpose", [y], lp, perm=[0, 2, 1, 3])  # (T, N, dirs, S)
+        t = g.node("Reshape", [y, g.const([0, 0, dirs * S], lp + ".shape", np.int64)], lp)  # (T, N, dirs*S)
+    if unbatched:
+        return g.node("Squeeze", [t, g.const([1], prefix + ".axes", np.int64)], prefix)
+    return g.node("Transpose", [t], prefix, perm=[1, 0, 2]) if m.batch_first else t
 
 
 # ------------------------------------------------------------------------------------------ walk

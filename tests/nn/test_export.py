@@ -141,6 +141,17 @@ def test_containers(tmp_path):
     check_float(model, rand(rng, 2, 3, 8, 8), tmp_path, "containers")
 
 
+@pytest.mark.parametrize("cls", ["LSTM", "GRU"])
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_recurrent(cls, batch_first, tmp_path):
+    rng = np.random.default_rng(14)
+    rnn = getattr(nn, cls)(5, 4, num_layers=2, batch_first=batch_first, bidirectional=True, rng=rng)
+    model = nn.Sequential(rnn, nn.LastStep(batch_first), nn.Linear(8, 3, rng=rng))
+    check_float(model, rand(rng, 3, 6, 5), tmp_path, f"{cls}{batch_first}")
+    single = getattr(nn, cls)(5, 4, bias=False, batch_first=batch_first, rng=rng)
+    check_float(single, rand(rng, 7, 5), tmp_path, f"{cls} unbatched", batch_free=False)
+
+
 def test_embedding(tmp_path):
     rng = np.random.default_rng(4)
     model = nn.Sequential(nn.Embedding(11, 4, padding_idx=0, rng=rng), nn.Flatten(), nn.Linear(12, 3, rng=rng))
@@ -272,8 +283,11 @@ def test_quant_linear_2d(tmp_path):
 # ------------------------------------------------------------------------------------------ errors
 
 def test_unsupported_module_names_path_and_type(tmp_path):
-    model = nn.Sequential(nn.Linear(3, 4), nn.Sequential(nn.ReLU(), nn.LSTM(4, 2)))
-    with pytest.raises(TypeError, match=r"to_onnx: 1\.1 is a nn\.recurrent\.LSTM, which has no ONNX export"):
+    class Odd(nn.Module):
+        def forward(self, x):
+            return x
+    model = nn.Sequential(nn.Linear(3, 4), nn.Sequential(nn.ReLU(), Odd()))
+    with pytest.raises(TypeError, match=r"to_onnx: 1\.1 is a .*test_export\..*Odd, which has no ONNX export"):
         to_onnx(model, tmp_path / "x.onnx", (2, 3))
 
     class MyConv(nn.Conv2d):
@@ -331,3 +345,11 @@ def test_cli_export_errors(tmp_path):
     assert res.exit_code == 1 and "Error:" in res.output
     res = CliRunner().invoke(cli, ["export", str(tmp_path / "missing.h5")])
     assert res.exit_code == 2 and "--onnx" in res.output
+
+
+def test_importing_nn_does_not_import_onnx():
+    import subprocess
+    import sys
+    code = "import sys, nn; assert nn.to_onnx is nn.export.to_onnx; assert 'onnx' not in sys.modules, 'onnx imported'"
+    from pathlib import Path
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).resolve().parents[2])
