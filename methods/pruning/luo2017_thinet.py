@@ -74,8 +74,10 @@ def least_squares_scales(x_hat: np.ndarray, keep: np.ndarray) -> np.ndarray:
 
 
 def select(model: Module, layer: str, x: np.ndarray, ratio: float, input_shape: tuple[int, ...],
-           n_samples: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, str]:
-    """(kept channels of ``layer``, their least-squares scales, name of layer i + 1) from sample images x."""
+           n_samples: int, rng: np.random.Generator, keep: np.ndarray | None = None
+           ) -> tuple[np.ndarray, np.ndarray, str]:
+    """(kept channels of ``layer``, their least-squares scales, name of layer i + 1) from sample images x.
+    ``keep`` given: those channels instead of the greedy choice, with the same least-squares scales (ablation)."""
     nxt = next_consumer(model, layer, input_shape)
     conv = dict(model.named_modules())[nxt]
     if getattr(conv, "groups", 1) != 1 or conv.weight.ndim != 4:
@@ -86,20 +88,25 @@ def select(model: Module, layer: str, x: np.ndarray, ratio: float, input_shape: 
     x_hat = contributions(conv.weight.astype(np.float64), conv_patches(conv, inp.astype(np.float64), n, h, w), o)
     c = x_hat.shape[1]
     n_remove = min(round(ratio * c), c - 1)
-    removed = greedy_removal(x_hat, n_remove)
-    keep = np.setdiff1d(np.arange(c), removed)
+    if keep is None:
+        keep = np.setdiff1d(np.arange(c), greedy_removal(x_hat, n_remove))
+    keep = np.asarray(keep, dtype=np.int64)
     return keep, least_squares_scales(x_hat, keep), nxt
 
 
 def thinet_prune(model: Module, layer: str, x: np.ndarray, ratio: float, input_shape: tuple[int, ...],
-                 n_samples: int = 2000, rng: np.random.Generator | None = None, rescale: bool = True) -> Module:
+                 n_samples: int = 2000, rng: np.random.Generator | None = None, rescale: bool = True,
+                 keep: np.ndarray | None = None) -> Module:
     """Remove round(ratio * C) filters of ``layer`` chosen by ThiNet on images x, rescale layer i + 1 (in place).
 
     ratio : fraction of the C filters *removed* (the paper's compression rate r is the fraction kept, 1 - ratio;
         lwnn's structured papers all name the removed fraction).
+    rescale : apply Eq. (7)'s least-squares scales to layer i + 1 (False: selection alone).
+    keep : channels to keep instead of the greedy selection (an ablation: e.g. L1-selected filters with ThiNet's
+        least-squares rescaling, so that selection and reconstruction can be compared separately).
     """
     rng = np.random.default_rng(0) if rng is None else rng
-    keep, scales, nxt = select(model, layer, x, ratio, input_shape, n_samples, rng)
+    keep, scales, nxt = select(model, layer, x, ratio, input_shape, n_samples, rng, keep)
     prune_channels(model, layer, keep, input_shape)
     if rescale:
         conv = dict(model.named_modules())[nxt]
