@@ -30,6 +30,13 @@ CASES = {
     "kernel_fills_padded_input": (2, 3, 3, 4, 2, 5, 6, 1, 1, 1, 1),
     "reduction_chunks": (2, 20, 7, 9, 140, 3, 3, 1, 1, 1, 1),  # K = 180, M = 140: more than one 128-row chunk
     "empty_batch": (0, 3, 5, 5, 4, 3, 3, 1, 1, 1, 1),
+    # wide path with spans longer than a tile: x read in place (stride 1, no padding) with the last tile moved
+    # back; phase-split copies for strides, dilation, groups and unequal padding; one image split into tasks
+    "wide_in_place_last_tile": (2, 5, 13, 17, 11, 3, 3, 1, 0, 1, 1),
+    "wide_1x1_batch1": (1, 7, 9, 10, 5, 1, 1, 1, 0, 1, 1),
+    "wide_lenet_conv2": (3, 6, 14, 14, 16, 5, 5, 1, 0, 1, 1),
+    "wide_stride3_dilated_groups": (2, 6, 23, 19, 9, 3, 2, (3, 2), (2, 1), (2, 3), 3),
+    "wide_stride2_batch1": (1, 4, 30, 26, 10, 3, 3, 2, 1, 1, 1),
 }
 DTYPES = [np.float64, np.float32]
 
@@ -63,7 +70,8 @@ def test_against_torch(name, dtype, rng, torch):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name", ["dilation_pairs", "groups3", "depthwise_mult2_stride2", "depthwise_unequal_strides",
-                                  "reduction_chunks"])
+                                  "reduction_chunks", "wide_in_place_last_tile", "wide_stride3_dilated_groups",
+                                  "wide_stride2_batch1"])
 def test_fast_matches_reference(name, dtype, rng):
     x, w, b, kw = _arrays(CASES[name], dtype, rng)
     assert_close("forward", conv2d(x, w, b, **kw), conv2d_ref(x, w, b, **kw), dtype)
