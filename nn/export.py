@@ -253,11 +253,11 @@ def _leaf(g: _Graph, m: Module, x: str, shape, prefix: str) -> str:
             y = g.node("Add", [y, g.const(m.bias.reshape(bshape), prefix + ".bias")], prefix)
         return y
     if T is MaxPool2d:
-        return _unbatched(g, x, shape, 4, prefix, lambda t: g.node(
+        return _unbatched(g, x, shape, 4, prefix, lambda t: _ceil_crop(g, g.node(
             "MaxPool", [t], prefix, kernel_shape=list(m.kernel_size), strides=list(m.stride),
-            pads=list(m.padding) * 2, dilations=list(m.dilation), ceil_mode=int(m.ceil_mode)))
+            pads=list(m.padding) * 2, dilations=list(m.dilation), ceil_mode=int(m.ceil_mode)), shape, m, prefix))
     if T is AvgPool2d:
-        return _unbatched(g, x, shape, 4, prefix, lambda t: _avgpool(g, t, m, prefix))
+        return _unbatched(g, x, shape, 4, prefix, lambda t: _ceil_crop(g, _avgpool(g, t, m, prefix), shape, m, prefix))
     if T in (AdaptiveAvgPool2d, AdaptiveMaxPool2d):
         op = "AveragePool" if T is AdaptiveAvgPool2d else "MaxPool"
         return _unbatched(g, x, shape, 4, prefix, lambda t: _adaptive(g, t, shape, m, prefix, op))
@@ -330,6 +330,21 @@ def _batchnorm(g, x, shape, m, prefix):
     bshape = (c,) + (1,) * (len(shape) - 2)
     y = g.node("Mul", [g.node("Div", [d, std], prefix), g.const(w.reshape(bshape), prefix + ".weight")], prefix)
     return g.node("Add", [y, g.const(b.reshape(bshape), prefix + ".bias")], prefix)
+
+
+def _ceil_crop(g, y, shape, m, prefix):
+    """With ceil_mode, torch drops a last window that starts in the right padding; ONNX's output-size formula
+    keeps it (onnxruntime's kernel drops it, its shape inference does not), so slice to torch's size."""
+    if not m.ceil_mode:
+        return y
+    dil = getattr(m, "dilation", (1, 1))
+    onnx_hw = [-(-(n + 2 * p - (d * (k - 1) + 1)) // s) + 1
+               for n, k, s, p, d in zip(shape[-2:], m.kernel_size, m.stride, m.padding, dil)]
+    out_hw = list(m._out_hw(np.empty((1, 1) + tuple(shape[-2:]))))
+    if onnx_hw == out_hw:
+        return y
+    return g.node("Slice", [y, g.const([0, 0], prefix + ".starts", np.int64), g.const(out_hw, prefix + ".ends", np.int64),
+                            g.const([2, 3], prefix + ".axes", np.int64)], prefix)
 
 
 def _avgpool(g, x, m, prefix):
@@ -488,7 +503,7 @@ def to_onnx(model: Module, path, input_shape, dynamic_batch: bool = True, input_
     ``onnx.ModelProto``.
 
     ``input_shape`` is the full input shape, batch included, e.g. (1, 3, 32, 32). ``dynamic_batch`` names
-    axis 0 ``N`` (any batch size). ``input_dtype`` defaults to what the first layer takes: uint8/int8 for a
+    axis 0 ``N`` (any batch size; pass False for an unbatched (C, H, W) input, whose axis 0 is C). ``input_dtype`` defaults to what the first layer takes: uint8/int8 for a
     quantised model, int64 for an Embedding, float32 otherwise. Raises TypeError for a module type with no
     export (naming its path and type) and ValueError for a configuration ONNX cannot express.
     """

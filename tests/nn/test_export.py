@@ -29,6 +29,8 @@ def check_float(model, x: np.ndarray, tmp_path, name: str = "m", scale: float = 
     model.eval()
     path = tmp_path / f"{name}.onnx"
     to_onnx(model, path, x.shape, dynamic_batch=batch_free)
+    # onnx's own shape inference must agree with the output shape lwnn declares (strict: a conflict raises)
+    onnx.shape_inference.infer_shapes(onnx.load(str(path)), check_type=True, strict_mode=True)
     want = model(x)
     assert_close(name, run_onnx(path, x.astype(np.float32)), want, np.float32, scale)
     if batch_free and x.ndim >= 2:
@@ -64,7 +66,10 @@ LAYERS = {
     "groupnorm_1d": (lambda r: nn.GroupNorm(3, 6, affine=False), (2, 6, 5)),
     "maxpool": (lambda r: nn.MaxPool2d(3, 2, 1), (2, 3, 9, 8)),
     "maxpool_dil_ceil": (lambda r: nn.MaxPool2d(2, 2, dilation=2, ceil_mode=True), (2, 3, 9, 8)),
+    "maxpool_ceil_drop": (lambda r: nn.MaxPool2d(2, 2, 1, ceil_mode=True), (2, 3, 9, 7)),  # last window dropped
     "avgpool": (lambda r: nn.AvgPool2d(3, 2, 1), (2, 3, 9, 8)),
+    "avgpool_ceil_drop": (lambda r: nn.AvgPool2d(3, 3, 1, ceil_mode=True), (2, 3, 8, 5)),
+    "avgpool_ceil_excl": (lambda r: nn.AvgPool2d(2, 3, 1, ceil_mode=True, count_include_pad=False), (2, 3, 7, 10)),
     "avgpool_excl_pad": (lambda r: nn.AvgPool2d(3, 2, 1, count_include_pad=False), (2, 3, 9, 8)),
     "avgpool_divisor": (lambda r: nn.AvgPool2d(2, divisor_override=3), (2, 3, 8, 8)),
     "adaptive_avg_1": (lambda r: nn.AdaptiveAvgPool2d(1), (2, 3, 5, 7)),
@@ -94,6 +99,14 @@ LAYERS = {
     "up_nearest_1.5": (lambda r: nn.Upsample(scale_factor=1.5), (2, 3, 4, 6)),
     "up_bilinear": (lambda r: nn.Upsample(scale_factor=2, mode="bilinear"), (2, 3, 4, 5)),
     "up_bilinear_ac": (lambda r: nn.Upsample(size=(7, 9), mode="bilinear", align_corners=True), (2, 3, 4, 5)),
+    "up_nearest_0.5": (lambda r: nn.Upsample(scale_factor=0.5), (2, 3, 5, 7)),
+    "up_nearest_recompute": (lambda r: nn.Upsample(scale_factor=1.7, recompute_scale_factor=True), (2, 3, 5, 7)),
+    "up_bilinear_2.5": (lambda r: nn.Upsample(scale_factor=(2.5, 1.5), mode="bilinear"), (2, 3, 5, 7)),
+    "up_bilinear_size1": (lambda r: nn.Upsample(size=(1, 1), mode="bilinear"), (2, 3, 5, 7)),
+    "conv1d_unbatched": (lambda r: nn.Conv1d(3, 4, 3, padding=2, rng=r), (3, 9)),
+    "convT_unbatched": (lambda r: nn.ConvTranspose2d(3, 2, 3, 2, rng=r), (3, 4, 4)),
+    "se_unbatched": (lambda r: nn.SqueezeExcitation(4, 2, rng=r), (4, 5, 5)),
+    "softmax_implicit": (lambda r: nn.Softmax(), (2, 3, 4, 2)),
     "up_bilinear_size": (lambda r: nn.Upsample(size=(6, 13), mode="bilinear", align_corners=False), (2, 3, 4, 5)),
 }
 
@@ -108,7 +121,7 @@ def test_float_layer(kind, tmp_path):
     if kind.startswith("bn"):
         m.running_mean = rng.standard_normal(m.num_features).astype(np.float32)
         m.running_var = rng.uniform(0.5, 2.0, m.num_features).astype(np.float32)
-    check_float(m, rand(rng, *shape), tmp_path, kind)
+    check_float(m, rand(rng, *shape), tmp_path, kind, batch_free="unbatched" not in kind)
 
 
 def test_unbatched_and_static(tmp_path):
