@@ -358,17 +358,19 @@ def export_cmd(checkpoint, onnx_out, input_shape) -> None:
     def go():
         from nn.export import to_onnx
         try:
-            import onnx  # noqa: F401
+            import onnx
         except ImportError as e:
             raise click.ClickException("lwnn export needs the onnx package: pip install onnx (or lwnn[onnx])") from e
         ck = load_checkpoint(checkpoint)
         arch = getattr(ck.model, "arch", None) or {}
         shape = model_input_shape(arch.get("name", ""), ck.metadata, arch.get("kwargs", {}), input_shape)
         try:
-            to_onnx(ck.model, onnx_out, (1, *shape))
+            proto = to_onnx(ck.model, onnx_out, (1, *shape))
         except TypeError as e:  # a layer with no ONNX export: one line naming it, not a traceback
             raise click.ClickException(str(e)) from e
-        click.echo(f"wrote {onnx_out}: {type(ck.model).__name__} for input (N, {', '.join(map(str, shape))})")
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(proto.graph.input[0].type.tensor_type.elem_type)
+        click.echo(f"wrote {onnx_out}: {type(ck.model).__name__}, {len(proto.graph.node)} nodes, input "
+                   f"(N, {', '.join(map(str, shape))}) {dtype}")
     _guard(go)
 
 

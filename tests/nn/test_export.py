@@ -341,13 +341,32 @@ def test_cli_export_checkpoint(tmp_path):
         out = tmp_path / f"{name}.onnx"
         res = CliRunner().invoke(cli, ["export", str(tmp_path / f"{name}.h5"), "--onnx", str(out)])
         assert res.exit_code == 0, res.output
-        assert f"input (N, {', '.join(map(str, shape))})" in res.output
+        assert f"input (N, {', '.join(map(str, shape))}) float32" in res.output
         x = rand(rng, 2, *shape)
         assert_close(f"lwnn export {name}", run_onnx(out, x), model.eval()(x), np.float32)
     dims = [tuple(i.dims) for i in onnx.load(str(tmp_path / "lenet5.onnx")).graph.initializer]
     assert (30, 20, 5, 5) in dims
     res = CliRunner().invoke(cli, ["profile", "--checkpoint", str(tmp_path / "lenet_300_100.h5")])  # same shape rule
     assert res.exit_code == 0 and "Linear" in res.output, res.output
+
+
+def test_cli_export_int8_checkpoint(tmp_path):
+    """A hand-assembled deployed model (no zoo recipe: the checkpoint stores its spec); shape from --input-shape."""
+    from click.testing import CliRunner
+
+    from scripts.lwnn import cli
+    rng = np.random.default_rng(15)
+    x = rng.uniform(-1, 2, (3, 4, 8, 8)).astype(np.float32)
+    q1, y1 = _calibrated(nn.Conv2d(4, 8, 3, padding=1, rng=rng), x, 3 / 255, 85, QuantConv2d)
+    q2, _ = _calibrated(nn.Conv2d(8, 4, 3, stride=2, rng=rng), y1, q1.output_scale, q1.output_zero_point, QuantConv2d)
+    model = nn.Sequential(q1, q2)
+    nn.save_checkpoint(tmp_path / "q.h5", model)
+    res = CliRunner().invoke(cli, ["export", str(tmp_path / "q.h5"), "--onnx", str(tmp_path / "q.onnx"),
+                                   "--input-shape", "4,8,8"])
+    assert res.exit_code == 0 and "input (N, 4, 8, 8) uint8" in res.output, res.output
+    xq = quantize(x, 3 / 255, 85)
+    worst, frac = lsb_difference(run_onnx(tmp_path / "q.onnx", xq), model(xq))
+    assert worst <= 1 and frac < 0.02
 
 
 def test_cli_export_errors(tmp_path):
@@ -358,6 +377,10 @@ def test_cli_export_errors(tmp_path):
     assert res.exit_code == 1 and "Error:" in res.output
     res = CliRunner().invoke(cli, ["export", str(tmp_path / "missing.h5")])
     assert res.exit_code == 2 and "--onnx" in res.output
+    nn.save_checkpoint(tmp_path / "pool.h5", nn.Sequential(nn.Conv2d(1, 2, 3), nn.AdaptiveAvgPool2d(3)))
+    res = CliRunner().invoke(cli, ["export", str(tmp_path / "pool.h5"), "--onnx", str(tmp_path / "x.onnx"),
+                                   "--input-shape", "1,9,8"])
+    assert res.exit_code == 1 and "Error: to_onnx: 1 (AdaptiveAvgPool2d) maps input size (7, 6) to (3, 3)" in res.output
 
 
 def test_importing_nn_does_not_import_onnx():
