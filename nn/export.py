@@ -499,13 +499,24 @@ def _input_dtype(model: Module) -> np.dtype:
 
 
 def to_onnx(model: Module, path, input_shape, dynamic_batch: bool = True, input_dtype=None):
-    """Write ``model`` (eval mode) as an ONNX file at ``path`` for an input of ``input_shape``; return the
-    ``onnx.ModelProto``.
+    """Write ``model`` (its eval-mode function) as an ONNX file at ``path``.
 
-    ``input_shape`` is the full input shape, batch included, e.g. (1, 3, 32, 32). ``dynamic_batch`` names
-    axis 0 ``N`` (any batch size; pass False for an unbatched (C, H, W) input, whose axis 0 is C). ``input_dtype`` defaults to what the first layer takes: uint8/int8 for a
-    quantised model, int64 for an Embedding, float32 otherwise. Raises TypeError for a module type with no
-    export (naming its path and type) and ValueError for a configuration ONNX cannot express.
+    Parameters
+    ----------
+    model : an lwnn Module made of the layers and containers listed in the module docstring.
+    path : str or Path of the .onnx file to write.
+    input_shape : the full input shape, batch included, e.g. (1, 3, 32, 32); the unbatched (C, H, W) forms
+        of the layers that accept them work too.
+    dynamic_batch : name axis 0 of the input ``N`` so the graph runs at any batch size (pass False for an
+        unbatched input, whose axis 0 is C); the output's axis 0 is ``N`` too when it has the input's size.
+    input_dtype : the graph input's dtype; default what the first layer takes: uint8/int8 for a quantised
+        model, int64 for an Embedding, float32 otherwise (a float64 model is exported in float32).
+
+    Returns
+    -------
+    The checked ``onnx.ModelProto`` (also saved at ``path``), with one input ``input`` and one output
+    ``output``. Raises TypeError for a module type with no export (naming its path and type) and ValueError
+    for a configuration ONNX cannot express.
     """
     import onnx
     from onnx import helper
@@ -520,16 +531,15 @@ def to_onnx(model: Module, path, input_shape, dynamic_batch: bool = True, input_
     finally:
         for m, t in modes:
             object.__setattr__(m, "training", t)
-    if y == "input":  # an identity model still needs a node between input and output
-        y = g.node("Identity", [y], "")
     g.nodes.append(helper.make_node("Identity", [y], ["output"], name="output"))
 
-    def info(name, shp, dt):
-        dims = ["N" if g.dynamic and i == 0 else int(s) for i, s in enumerate(shp)]
+    def info(name, shp, dt, batch):
+        dims = [batch if g.dynamic and i == 0 else int(s) for i, s in enumerate(shp)]
         return helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(_graph_dtype(np.dtype(dt))), dims)
 
-    graph = helper.make_graph(g.nodes, type(model).__name__, [info("input", shape, dtype)],
-                              [info("output", y_shape, y_dtype)], g.inits)
+    out_batch = "N" if y_shape and y_shape[0] == shape[0] else None  # e.g. (T, N, I) -> (N, O): axis 0 unknown
+    graph = helper.make_graph(g.nodes, type(model).__name__, [info("input", shape, dtype, "N")],
+                              [info("output", y_shape, y_dtype, out_batch)], g.inits)
     proto = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="lwnn")
     proto.ir_version = min(proto.ir_version, 9)  # readable by onnxruntime releases that predate IR 10
     onnx.checker.check_model(proto)
