@@ -81,7 +81,7 @@ def run(cfg: Defaults, data_dir, seed: int, run_dir) -> dict:
     return results
 
 
-@click.command()
+@click.command(context_settings={"terminal_width": 120})  # the long paper id fits in --help
 @paper_options("courbariaux2015_binaryconnect")
 @click.option("--epochs", type=int, default=None)
 @click.option("--threads", type=int, default=None, help="BLAS threads (1 on a busy shared machine)")

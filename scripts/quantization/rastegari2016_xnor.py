@@ -93,7 +93,7 @@ def run(cfg: Defaults, data_dir, seed: int, run_dir) -> dict:
     return results
 
 
-@click.command()
+@click.command(context_settings={"terminal_width": 120})  # the long paper id fits in --help
 @paper_options("rastegari2016_xnor")
 @click.option("--epochs", type=int, default=None)
 @click.option("--train-limit", type=int, default=None, help="first N training images (default 20000)")
