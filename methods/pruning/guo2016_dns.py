@@ -18,6 +18,10 @@ Guo Y., Yao A., Chen Y. — "Dynamic Network Surgery for Efficient DNNs", NIPS 2
 
 * a = 0.9 t and b = 1.1 t with t = mean|W| + c std|W| per layer, the authors' released Caffe code's rule (the
   paper only says a, b are set from the layer's statistics); c per layer is our choice for LeNet-300-100.
+  As in that code, a and b are computed once, from the weights at the start of surgery, and then held fixed.
+* The released code also masks the biases (its mean/std pool weights and biases) and stops revisiting T after
+  ``iter_stop`` iterations; we prune weights only and revisit T with probability sigma(iter) until the end.
+  Its comparisons are |w| <= a (prune) and |w| > b (splice); ours are |w| < a and |w| >= b (Eq. (2)'s form).
 * Starting from the shared trained baseline instead of pruning during the original training, and a few
   epochs rather than the paper's long schedule (time budget of the tests).
 * Fashion-MNIST instead of MNIST.

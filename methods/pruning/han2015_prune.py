@@ -13,10 +13,11 @@ Networks", NIPS 2015, arXiv:1506.02626.
   D_r = D_o sqrt(C_ir / C_io) (``adjusted_dropout``, ``adjust_dropout``).
 * Section 3.4, iterative pruning: several prune/retrain rounds, each removing a further part of the weights,
   against one-shot pruning to the same sparsity (Fig. 5 compares the two).
-* Section 3.5, dead neurons: units with no remaining input or output connections (``dead_neurons``).
+* Section 3.5, dead neurons: units with no remaining input connections (``dead_neurons``; see Deviations).
 * The pruning threshold: "a quality parameter multiplied by the standard deviation of a layer's weights"
-  (the authors' later Deep Compression code, and Section 4 wording) with ``mode="quality"``; or fixed
-  per-layer keep ratios (``mode="keep"``, how the paper reports its LeNet results, Table 2 / Table 1).
+  (the authors' later Deep Compression code, and Section 4 wording) with ``prune_round(quality=...)``; or
+  fixed per-layer keep ratios (``prune_round(keep=...)``, how the paper reports its LeNet results, Table 2 /
+  Table 1). ``iterative_prune`` uses the keep ratios.
 
 **Deviations**
 
@@ -26,6 +27,10 @@ Networks", NIPS 2015, arXiv:1506.02626.
 * Retraining budget: a few epochs per round (the paper retrains until convergence); the test uses 1 epoch
   per round on the shared 6-epoch baseline to stay within its time budget.
 * Biases are not pruned (the paper counts weights; biases are < 0.2% of LeNet-300-100).
+* Dead neurons (Section 3.5) are only counted, and only on the input side (a Linear row with no weight
+  left); the paper also names units with no *output* connections, and lets retraining remove them (their
+  gradient vanishes and weight decay drives them to zero); we neither count the output side nor remove
+  either kind by surgery.
 
 Reproduce: ``python -m scripts.pruning.han2015_prune --seed 0`` (see papers/pruning/han2015_prune.md).
 """

@@ -46,6 +46,16 @@ def test_greedy_ignores_kernels_of_removed_maps():
     assert np.allclose(ind[1].weight.ravel(), [0.1]) and np.allclose(gre[1].weight.ravel(), [1.0])
 
 
+def test_ratios_from_sensitivity_golden():
+    """Sec. 3.2: per layer, the largest ratio whose accuracy stays within the tolerance. A stub returning
+    max(ratios) for every layer, or one stopping at the first failing ratio, fails this case."""
+    ratios = [0.0, 0.25, 0.5, 0.75]
+    sens = {"a": [0.90, 0.89, 0.80, 0.70],  # 0.25 within 0.02 of 0.90, 0.5 not
+            "b": [0.90, 0.70, 0.60, 0.50],  # no ratio > 0 qualifies: left out
+            "c": [0.90, 0.85, 0.89, 0.60]}  # 0.25 fails but 0.5 qualifies: the largest qualifying ratio
+    assert ratios_from_sensitivity(sens, ratios, 0.90, 0.02) == {"a": 0.25, "c": 0.5}
+
+
 def test_prune_retrain_on_fashion_mnist(fmnist, base):
     state, acc0 = base
     assert acc0 > 0.75, f"baseline too weak to test pruning: {acc0:.3f}"
