@@ -19,6 +19,9 @@ Deviations
   the paper uses the plain (sub)gradient lambda_g * w_g / ||w_g|| and thresholds small groups afterwards
   (``add_group_lasso_grad`` is that subgradient, for comparison).
 * Shape-wise and depth-wise groups (Sec. 3.2-3.3) are not implemented.
+* Removing a zero *filter* drops its constant output (ReLU(bias) after the layer's activation) instead of
+  folding it into the next layer's bias, so that removal is exact only when that constant is zero; removing a
+  filter whose zero *channel group* in layer l + 1 no longer reads it is always exact.
 
 Reproduce: ``python -m scripts.pruning.wen2016_ssl --seed 0``.
 """

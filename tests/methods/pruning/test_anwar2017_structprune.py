@@ -26,6 +26,21 @@ def test_patterns_gemm_shape_and_fixed_point():
     assert np.allclose(q, [0.25, -0.75, 0.125, 0.875])
 
 
+def test_particle_filter_resampling_concentrates_on_good_masks():
+    """Sec. 4 on a synthetic objective (10 of 40 units matter, MCR = fraction of them pruned): resampling by
+    weight moves the *population*, not only the best-so-far. Random search with the same budget (a fresh
+    random population each iteration), or resampling that ignores the weights, keeps the mean MCR near its
+    initial 0.75 (checked: 0.73-0.79 over seeds 0-4), so it fails the mean assertion; the real-data test's
+    best-so-far check alone is true by construction."""
+    good = np.zeros(40)
+    good[:10] = 1.0
+    res = an.particle_filter(40, 10, lambda p: 1.0 - float(p @ good) / 10, np.random.default_rng(0), particles=12,
+                             iterations=10, swaps=2, temperature=0.05)
+    means = [h[1] for h in res["history"]]
+    assert means[-1] < means[0] - 0.15  # seed 0: 0.758 -> 0.525
+    assert res["best_mcr"] < min(res["first"]) and res["best"].sum() == 10
+
+
 def test_particle_filter_beats_random_kernel_masks(fmnist, base):
     state, acc0 = base
     model = load(state)
