@@ -166,6 +166,9 @@ _NR64 = _NV * _VEC_BYTES // 8
 _FMA = {"contract"}
 _PANEL_BYTES = 256 * 1024
 _KC = 128  # reduction rows per micro-kernel call: a (_KC, nr) block of B (16 KiB) stays in L1
+# Depthwise forward: 2*nr positions stay in registers while all taps pass (AVX-512). On AVX2 LLVM does not
+# vectorise that block (64 scalar FMAs), so there each tap is one vectorised axpy over the plane.
+_DW_BLOCKS = _AVX512
 _MIN_TASKS = 8  # split channel / column blocks until a layer has this many tasks (a function of shape only)
 
 # Every size the kernels need, passed to numba as one named tuple (x: N Ci H W, weight: Co Cig kH kW, stride,
@@ -174,14 +177,17 @@ _Geo = namedtuple("_Geo", "N Ci H W Co Cig kH kW sh sw ph pw dh dw Ho Wo G")
 
 
 @intrinsic
-def _stack_tile(typingctx, a):
-    """Pointer to MR x nr elements of a's dtype on the stack (nr = ``_tile_cols(a)``); LLVM promotes it to
-    registers (the size must match the tile exactly: a larger alloca stays in memory for float64)."""
-    n = _MR * (_NR32 if a.dtype == types.float32 else _NR64)
+def _stack_rows(typingctx, a, rows):
+    """Pointer to rows x nr elements of a's dtype on the stack (rows a literal, nr = ``_tile_cols(a)``); LLVM
+    promotes it to registers. The size must match the rows used exactly: a larger alloca stays in memory
+    (float64 tiles) or is not vectorised (AVX2)."""
+    if not isinstance(rows, types.IntegerLiteral):
+        return None
+    n = rows.literal_value * (_NR32 if a.dtype == types.float32 else _NR64)
 
     def codegen(context, builder, signature, args):
         return cgutils.alloca_once(builder, context.get_data_type(a.dtype), size=n)
-    return types.CPointer(a.dtype)(a), codegen
+    return types.CPointer(a.dtype)(a, rows), codegen
 
 
 @intrinsic
@@ -199,7 +205,7 @@ def _tile_cols(typingctx, a):
 def _zero_tile(B):
     """(MR, nr) accumulator tile of B's dtype on the stack, zeroed."""
     nr = _tile_cols(B)
-    acc = numba.carray(_stack_tile(B), (_MR, nr))
+    acc = numba.carray(_stack_rows(B, _MR), (_MR, nr))
     for r in range(_MR):
         for j in range(nr):
             acc[r, j] = 0.0
@@ -595,30 +601,55 @@ def _ordered_sum(v):
 
 @njit
 def _to_wide(src, top, left, pitch, dst):
-    """dst = zeros, then src (h, w) written at row top, column left of a row-major plane with row pitch."""
-    dst[:] = 0.0
-    for i in range(src.shape[0]):
-        d, r = dst[(i + top) * pitch + left:(i + top) * pitch + left + src.shape[1]], src[i]
-        for t in range(src.shape[1]):
-            d[t] = r[t]
+    """dst = zeros, then src (h, w) written at row top, column left of a row-major plane with row pitch.
+    Unsigned flat indices (no negative-index code) and only the margins zeroed: this copy costs as much as
+    the depthwise taps."""
+    h, w = src.shape
+    sf = src.reshape(-1)
+    up, uw = np.uint64(pitch), np.uint64(w)
+    n = np.uint64(dst.size)
+    first = np.uint64(top * pitch + left)
+    for t in range(first):
+        dst[t] = 0.0
+    for i in range(np.uint64(h)):
+        d0, s0 = first + i * up, i * uw
+        for t in range(uw):
+            dst[d0 + t] = sf[s0 + t]
+        for t in range(d0 + uw, min(n, d0 + up)):  # right margin of this row, left margin of the next
+            dst[t] = 0.0
+    for t in range(min(n, first + np.uint64(h) * up), n):
+        dst[t] = 0.0
 
 
-# Depthwise (one input channel per group, sh = sw = s) on "wide" planes: with the input zero padded to (Hp, Wp)
-# and the output kept at row pitch Wp, output position p = oh*Wp + ow reads input s*p + i*dh*Wp + j*dw for tap
-# (i, j), so each tap is one axpy over span = (Ho-1)*Wp + Wo positions (contiguous when s = 1; the columns
-# Wo.. Wp of the wide output are scratch). Each output sums the taps in (i, j) order.
-@pjit(fastmath=_FMA)
-def _depthwise_forward_wide(x, weight, bias, y, geo):
-    N, Co, kH, kW, ph, pw, dh, dw, Ho, Wo, G = (geo.N, geo.Co, geo.kH, geo.kW, geo.ph, geo.pw, geo.dh, geo.dw,
-                                                geo.Ho, geo.Wo, geo.G)
-    M, Hp, Wp, s = Co // G, geo.H + 2 * ph, geo.W + 2 * pw, geo.sh
+@njit(inline="always", fastmath=_FMA)
+def _dw_block(xp, q, s, w, acc):
+    """acc[r, j] += w * xp[q + s*(r*nr + j)]: one tap over one register block of 2*nr wide positions."""
+    nr = _tile_cols(xp)
+    if s == 1:
+        xs = xp[q:q + 2 * nr]
+        for r in range(2):
+            for j in range(nr):
+                acc[r, j] += w * xs[r * nr + j]
+    else:
+        for r in range(2):
+            for j in range(nr):
+                acc[r, j] += w * xp[q + s * (r * nr + j)]
+
+
+@njit(fastmath=_FMA)
+def _dw_forward_plane(x, weight, bias, y, geo, task, xp, yw):
+    """Plane task = n*Co + co of ``_depthwise_forward_wide``; xp (Hp*Wp,) and yw (span,) are scratch."""
+    Co, kH, kW, ph, pw, dh, dw, Ho, Wo, G = (geo.Co, geo.kH, geo.kW, geo.ph, geo.pw, geo.dh, geo.dw, geo.Ho,
+                                             geo.Wo, geo.G)
+    M, Wp, s = Co // G, geo.W + 2 * pw, geo.sh
     span = (Ho - 1) * Wp + Wo
-    for task in numba.prange(N * Co):
-        n, co = divmod(np.int64(task), Co)
-        xp = np.empty(Hp * Wp, x.dtype)
-        _to_wide(x[n, co // M], ph, pw, Wp, xp)
-        yw = np.empty(span, x.dtype)
-        yw[:] = bias[co]
+    nr = _tile_cols(x)
+    n, co = divmod(task, Co)
+    _to_wide(x[n, co // M], ph, pw, Wp, xp)
+    acc = numba.carray(_stack_rows(x, 2), (2, nr))  # 2*nr positions in registers while all taps pass
+    bc = bias[co]
+    if not _DW_BLOCKS or span < 2 * nr:  # one tap at a time over the whole span
+        yw[:] = bc
         for k in range(kH * kW):
             w = weight[co, k]
             xs = xp[(k // kW) * dh * Wp + (k % kW) * dw:]
@@ -628,10 +659,39 @@ def _depthwise_forward_wide(x, weight, bias, y, geo):
             else:
                 for t in range(span):
                     yw[t] += w * xs[s * t]
-        for oh in range(Ho):
-            yrow, src = y[n, co, oh], yw[oh * Wp:oh * Wp + Wo]
-            for t in range(Wo):
-                yrow[t] = src[t]
+    for blk in range((span + 2 * nr - 1) // (2 * nr) if _DW_BLOCKS and span >= 2 * nr else 0):
+        p0 = min(blk * 2 * nr, span - 2 * nr)  # the last block moved back to end at span
+        for r in range(2):
+            for j in range(nr):
+                acc[r, j] = bc
+        for i in range(kH):  # nested tap loops: a division by the runtime kW per tap cost more than the FMAs
+            for j in range(kW):
+                _dw_block(xp, i * dh * Wp + j * dw + s * p0, s, weight[co, i * kW + j], acc)
+        out = yw[p0:p0 + 2 * nr]
+        for r in range(2):
+            for j in range(nr):
+                out[r * nr + j] = acc[r, j]
+    for oh in range(Ho):
+        yrow, src = y[n, co, oh], yw[oh * Wp:oh * Wp + Wo]
+        for t in range(Wo):
+            yrow[t] = src[t]
+
+
+# Depthwise (one input channel per group, sh = sw = s) on "wide" planes: with the input zero padded to (Hp, Wp)
+# and the output kept at row pitch Wp, output position p = oh*Wp + ow reads input s*p + i*dh*Wp + j*dw for tap
+# (i, j), so each tap is one axpy over span = (Ho-1)*Wp + Wo positions (contiguous when s = 1; the columns
+# Wo.. Wp of the wide output are scratch). Each output sums the taps in (i, j) order, starting from the bias.
+# The forward keeps blocks of 2*nr positions in registers while all taps pass over them.
+@pjit
+def _depthwise_forward_wide(x, weight, bias, y, geo, nchunks):
+    Hp, Wp = geo.H + 2 * geo.ph, geo.W + 2 * geo.pw
+    span = (geo.Ho - 1) * Wp + geo.Wo
+    ntask = geo.N * geo.Co
+    for t in numba.prange(nchunks):
+        xp = np.empty(Hp * Wp, x.dtype)
+        yw = np.empty(span, x.dtype)
+        for task in range(t * ntask // nchunks, (t + 1) * ntask // nchunks):
+            _dw_forward_plane(x, weight, bias, y, geo, task, xp, yw)
 
 
 @pjit(fastmath=_FMA)
@@ -724,7 +784,8 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     if y.size == 0:
         return y
     if Cig == 1 and stride[0] == stride[1]:
-        _depthwise_forward_wide(x, np.ascontiguousarray(weight.reshape(Co, K)), b, y, geo)  # weight (Co, kH*kW)
+        w2 = np.ascontiguousarray(weight.reshape(Co, K))  # (Co, kH*kW)
+        _depthwise_forward_wide(x, w2, b, y, geo, _chunks(N * Co))
         return y
     nmb = -(-M // _MR)
     Wp = np.zeros((G, nmb * _MR, K), x.dtype)
