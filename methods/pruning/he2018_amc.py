@@ -92,17 +92,23 @@ def chain_layers(model: Module, input_shape: tuple[int, ...]) -> list[PruneLayer
 
 
 def collect_features(model: Module, x: np.ndarray, layers: list[PruneLayer]) -> dict[str, tuple]:
-    """{consumer: (X, Y)}: the consumer's input and its output minus bias in the *original* model (eval mode)."""
+    """{consumer: (X, Y)}: the consumer's input and its output minus bias in the *original* model (eval mode;
+    the model's train/eval mode is restored)."""
     want = {pl.consumer for pl in layers}
     feats = {}
+    modes = [(m, m.training) for m in model.modules()]
     model.eval()
-    for name, layer in model.named_children():
-        y = layer(x)
-        if name in want:
-            b = layer.bias if layer.bias is not None else 0.0
-            yb = y - (b.reshape(1, -1, 1, 1) if y.ndim == 4 else b)
-            feats[name] = (x, yb)
-        x = y
+    try:
+        for name, layer in model.named_children():
+            y = layer(x)
+            if name in want:
+                b = layer.bias if layer.bias is not None else 0.0
+                yb = y - (b.reshape(1, -1, 1, 1) if y.ndim == 4 else b)
+                feats[name] = (x, yb)
+            x = y
+    finally:
+        for m, training in modes:
+            object.__setattr__(m, "training", training)
     return feats
 
 

@@ -98,11 +98,23 @@ def select_channels(model: Sequential, layer: str, x: np.ndarray, labels: np.nda
     """Greedy backward elimination of ``layer``'s output channels under L(S); returns (kept indices, history).
 
     ``reference`` (default: ``model``) is the baseline whose layer i+1 output and logits are the targets.
+    Both models run in eval mode; their train/eval modes are restored on return.
     """
     nxt = next_consumer(model, layer, input_shape)
     ref = model if reference is None else reference
-    model.eval()
-    ref.eval()
+    modes = {id(m): (m, m.training) for net in (model, ref) for m in net.modules()}
+    try:
+        model.eval()
+        ref.eval()
+        return _select(model, ref, nxt, x, labels, n_keep, alpha, beta, layer)
+    finally:  # the caller's train/eval mode is restored
+        for m, training in modes.values():
+            object.__setattr__(m, "training", training)
+
+
+def _select(model: Sequential, ref: Sequential, nxt: str, x: np.ndarray, labels: np.ndarray, n_keep: int,
+            alpha: float, beta: float, layer: str) -> tuple[np.ndarray, list[dict]]:
+    """``select_channels``' greedy loop, with both models in eval mode."""
     x_in = capture(model, [nxt], x)[nxt][0]  # (N, C, H, W): layer i+1's input in the current model
     y_ref = capture(ref, [nxt], x)[nxt][1]
     z_ref = ref(x)

@@ -36,6 +36,8 @@ from __future__ import annotations
 
 import copy
 import itertools
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
@@ -94,6 +96,19 @@ def chain(model: Module, input_shape: tuple[int, ...]) -> list[Layer]:
     return out
 
 
+@contextmanager
+def _in_eval_mode(*nets: Module) -> Iterator[None]:
+    """Run the block with ``nets`` in eval mode and give every module its train/eval mode back afterwards."""
+    modes = [(m, m.training) for net in nets for m in net.modules()]
+    try:
+        for net in nets:
+            net.eval()
+        yield
+    finally:
+        for m, training in modes:
+            object.__setattr__(m, "training", training)
+
+
 def _run(layers: list[Module], x: np.ndarray) -> np.ndarray:
     for m in layers:
         x = m(x)
@@ -108,20 +123,21 @@ def _back(layers: list[Module], g: np.ndarray) -> np.ndarray:
 
 def train_aux_head(model: Module, stage_end: int, x: np.ndarray, y: np.ndarray, rng: np.random.Generator,
                    epochs: int = 2, lr: float = 0.05, batch_size: int = 128) -> AuxHead:
-    """Fit the auxiliary classifier of a stage ending after child ``stage_end - 1`` (network frozen)."""
+    """Fit the auxiliary classifier of a stage ending after child ``stage_end - 1`` (network frozen, run in eval
+    mode; its train/eval mode is restored)."""
     from nn.data import batches
     mods = list(model._modules.values())[:stage_end]
-    model.eval()
-    feats = _run(mods, x[:2])
-    head = AuxHead(feats.shape[1], int(y.max()) + 1, rng, feats.dtype)
-    opt = SGD(head, lr=lr, momentum=0.9, weight_decay=1e-4)
-    ce = CrossEntropyLoss()
-    for _ in range(epochs):
-        for xb, yb in batches(x, y, batch_size, rng):
-            head.zero_grad()
-            ce(head(_run(mods, xb)), yb)
-            head.backward(ce.backward())
-            opt.step()
+    with _in_eval_mode(model):
+        feats = _run(mods, x[:2])
+        head = AuxHead(feats.shape[1], int(y.max()) + 1, rng, feats.dtype)
+        opt = SGD(head, lr=lr, momentum=0.9, weight_decay=1e-4)
+        ce = CrossEntropyLoss()
+        for _ in range(epochs):
+            for xb, yb in batches(x, y, batch_size, rng):
+                head.zero_grad()
+                ce(head(_run(mods, xb)), yb)
+                head.backward(ce.backward())
+                opt.step()
     return head
 
 
@@ -143,7 +159,13 @@ def joint_loss_grad(model: Module, layer: Layer, head: Module | None, stage_end:
     mods = list(model._modules.values())
     conv, rest = mods[layer.index], mods[layer.index + 1:stage_end]
     ce = CrossEntropyLoss()
-    model.eval()
+    with _in_eval_mode(model):
+        return _joint_loss_grad(conv, rest, head, x_in, f_b, y, lam, ce)
+
+
+def _joint_loss_grad(conv: Module, rest: list[Module], head: Module | None, x_in: np.ndarray, f_b: np.ndarray,
+                     y: np.ndarray, lam: float, ce: CrossEntropyLoss) -> tuple[float, float, np.ndarray]:
+    """``joint_loss_grad`` with the network already in eval mode."""
     conv.zero_grad()
     f = conv(x_in)
     logits = _run(rest, f)
@@ -169,7 +191,8 @@ def select_channels(model: Module, baseline: Module, layer: Layer, head: Module 
                     x: np.ndarray, y: np.ndarray, kappa: int, lam: float, rng: np.random.Generator,
                     step: int = 1, sgd_steps: int = 20, lr: float = 0.01, batch_size: int = 256,
                     epsilon: float = 0.0) -> tuple[np.ndarray, list[dict]]:
-    """Algorithm 2 on ``model``'s layer (edited in place: W_A re-optimised, W_{A^c} = 0).
+    """Algorithm 2 on ``model``'s layer (edited in place: W_A re-optimised, W_{A^c} = 0). Both networks run in
+    eval mode; their train/eval modes are restored.
 
     Returns the sorted selected channels A and one row per greedy iteration (|A|, L_M, L_S).
     """
@@ -177,10 +200,9 @@ def select_channels(model: Module, baseline: Module, layer: Layer, head: Module 
     base_mods = list(baseline._modules.values())
     conv = mods[layer.index]
     w_b = base_mods[layer.index].weight.copy()
-    model.eval()
-    baseline.eval()
-    x_in = _run(mods[:layer.index], x)  # the pruned network's input to layer l
-    f_b = _run(base_mods[:layer.index + 1], x)  # F^b: baseline output of layer l
+    with _in_eval_mode(model, baseline):
+        x_in = _run(mods[:layer.index], x)  # the pruned network's input to layer l
+        f_b = _run(base_mods[:layer.index + 1], x)  # F^b: baseline output of layer l
     conv.set_mask("weight", None)
     conv.weight[...] = 0.0  # Algorithm 2: W = 0, A = {}
     selected = np.zeros(layer.channels, bool)

@@ -44,6 +44,19 @@ def test_action_wall_and_uniform_baseline_meet_the_budget():
     assert amc.chain_macs(base, layers, counts) <= budget and 0 < r < 1
 
 
+def test_collect_features_restores_train_mode():
+    """collect_features runs the original model in eval mode and gives its mode back (it used to leave it in
+    eval mode); Y is the consumer's output minus its bias."""
+    model = Sequential(Flatten(), Linear(16, 8, dtype=np.float64), ReLU(), Linear(8, 6, dtype=np.float64))
+    model.train()
+    x = np.random.default_rng(0).standard_normal((5, 16))
+    layers = amc.chain_layers(model, (16,))
+    feats = amc.collect_features(model, x, layers)
+    a, y = feats["3"]
+    np.testing.assert_allclose(y, a @ model[3].weight.T)
+    assert all(m.training for m in model.modules())
+
+
 @pytest.fixture(scope="module")
 def searched(fmnist, lenet300_baseline):
     model = lenet300_baseline.build()

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from methods.pruning.hu2019_mlcp import attention, criterion, mlcp_prune
+from methods.pruning.hu2019_mlcp import attention, criterion, mlcp_prune, select_channels
 from nn.train import evaluate
-from tests.methods.structured_cnn import INPUT_SHAPE, N_TEST, latency_ms, load, macs
+from tests.methods.structured_cnn import INPUT_SHAPE, N_TEST, latency_ms, load, macs, small_cnn
 
 MAX_DROP, MIN_GAIN = 0.02, 0.005  # the claim is the comparison; 50% of conv1 costs <= 2 points, no retraining
 MAX_LOSS_75 = 0.015
@@ -37,6 +37,18 @@ def test_criterion_golden():
     kl = 0.5 * np.log(0.5 / 0.75) + 0.5 * np.log(0.5 / 0.25)
     assert np.isclose(out["dist"], np.sum((attention(y) - [[1.0, 0.0]]) ** 2) + kl)
     assert np.isclose(out["total"], out["rec"] + 2.0 * out["dist"] + 0.5 * np.log(4 / 3))
+
+
+def test_selection_restores_train_mode(rng):
+    """select_channels runs both models in eval mode and gives the caller's modes back (it used to leave them in
+    eval mode)."""
+    model, ref = small_cnn(0), small_cnn(0)
+    model.train()
+    ref.train()
+    x = rng.standard_normal((8, *INPUT_SHAPE)).astype(np.float32)
+    keep, hist = select_channels(model, "0", x, rng.integers(0, 10, 8), 6, 1.0, 1.0, INPUT_SHAPE, reference=ref)
+    assert len(keep) == 6 and len(hist) == 2
+    assert all(m.training for m in model.modules()) and all(m.training for m in ref.modules())
 
 
 def test_multi_loss_beats_reconstruction_only(fmnist, base):

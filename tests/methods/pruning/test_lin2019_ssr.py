@@ -54,6 +54,33 @@ def test_groups_are_whole_channels():
         channel_param_groups(model, ["11"], INPUT_SHAPE)  # the classifier's outputs are the model output
 
 
+def test_aulm_steps_golden():
+    """(A1)-(A3) on one layer, two iterations against the formulas: V = prox_{lambda/rho}(W + U) (a stub using
+    lambda instead of lambda / rho fails), the W-step gradient rho (W - V + U), and U <- U + W - V (a stub that
+    never updates the multipliers fails the second iteration's V and U)."""
+    model = small_cnn(0)
+    lam, rho = 0.5, 2.0
+    aulm = AULM(model, ["0"], INPUT_SHAPE, lam, rho, reg="l21")
+    ms = aulm.groups["0"]
+    w = [m._parameters[p] for m, p in ms]
+    for v, ref in zip(aulm.V["0"], prox_l21([wi.copy() for wi in w], lam / rho)):
+        np.testing.assert_allclose(v, ref)
+    u = [np.zeros_like(wi) for wi in w]
+    for _ in range(2):
+        for wi in w:
+            wi += 0.05  # stands in for an SGD step on L
+        model.zero_grad()
+        aulm.add_penalty_grad()
+        for (m, p), wi, vi, ui in zip(ms, w, aulm.V["0"], u):
+            np.testing.assert_allclose(m._grads[p], rho * (wi - vi + ui), rtol=1e-6, atol=1e-7)
+        aulm.update()
+        v_ref = prox_l21([wi + ui for wi, ui in zip(w, u)], lam / rho)
+        u = [ui + wi - vi for ui, wi, vi in zip(u, w, v_ref)]
+        for v, vr, ua, ur in zip(aulm.V["0"], v_ref, aulm.U["0"], u):
+            np.testing.assert_allclose(v, vr, rtol=1e-6, atol=1e-7)
+            np.testing.assert_allclose(ua, ur, rtol=1e-6, atol=1e-7)
+
+
 def test_aulm_sparsifies_faster_than_group_lasso_sgd(fmnist, base):
     state, acc0 = base
     x, y = fmnist.x_train[6000:9000], fmnist.y_train[6000:9000]

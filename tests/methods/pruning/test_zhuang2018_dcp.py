@@ -42,6 +42,26 @@ def test_joint_loss_gradient_matches_finite_differences():
         assert abs((vals[0] - vals[1]) / 2e-6 - g[i, j]) < 1e-6
 
 
+def test_selection_and_aux_head_restore_train_mode():
+    """train_aux_head and select_channels run the networks in eval mode and give the caller's modes back (they
+    used to leave the model, and the baseline passed to dcp_prune, in eval mode)."""
+    rng = np.random.default_rng(0)
+
+    def net():
+        r = np.random.default_rng(1)
+        return Sequential(Flatten(), Linear(6, 5, rng=r, dtype=np.float64), ReLU(), Linear(5, 4, rng=r,
+                          dtype=np.float64), ReLU(), Linear(4, 3, rng=r, dtype=np.float64))
+    model, baseline = net(), net()
+    model.train()
+    baseline.train()
+    x, y = rng.standard_normal((16, 6)), rng.integers(0, 3, 16)
+    head = dcp.train_aux_head(model, 5, x, y, rng, epochs=1, batch_size=8)
+    layer = dcp.chain(model, (6,))[0]
+    a, _ = dcp.select_channels(model, baseline, layer, head, 5, x, y, 2, 0.5, rng, sgd_steps=2, batch_size=8)
+    assert len(a) == 2
+    assert all(m.training for m in model.modules()) and all(m.training for m in baseline.modules())
+
+
 def test_dcp_beats_reconstruction_only_selection(fmnist, lenet300_baseline):
     model = lenet300_baseline.build()
     x, y = fmnist.x_train[:3000], fmnist.y_train[:3000]
