@@ -43,7 +43,8 @@ Deviations
   the budget, as the paper counts FLOPs of conv/fc layers.
 * The least-squares problems of every layer are built once, from the *original* model's layer inputs and
   outputs (``collect_features``), not from the inputs of the network pruned so far as in He et al. 2017; this
-  keeps one episode cheap (the released AMC code does the same).
+  keeps one episode cheap (the released AMC code does the same by default; its ``use_new_input`` option
+  regenerates the inputs).
 * The reward is the pruned network's accuracy on the validation subset; the paper uses -error, the same up to
   a constant. The log(FLOPs) reward of the accuracy-guaranteed mode is not implemented.
 
