@@ -20,6 +20,8 @@ Deviations
 * Only the filter weights are zeroed (bias and BatchNorm untouched, as in the paper); the final removal
   therefore drops a constant channel (ReLU(BN(bias))), which the paper also accepts.
 * The same rate P for every listed layer (the paper's setting); layers are named by the caller.
+* The count is round(P C), at most C - 1; the released code (he-y/soft-filter-pruning) takes floor(C P) and also
+  zeroes the filters once before the first epoch. We zero only after each epoch, as Algorithm 1 is written.
 * BatchNorm-aware selection (optional, ``batchnorms``): a BatchNorm after the conv rescales every channel to
   unit variance in training, so a regrown filter of small norm is a full-size feature, and the plain L2
   criterion keeps zeroing such features (measured in papers/pruning/he2018_sfp.md: accuracy fell epoch after
