@@ -252,11 +252,11 @@ def test_cli_family_and_method(tmp_path, monkeypatch):
     assert out.exit_code == 1 and "hinton2015_kd (distillation) has no script yet" in out.output
     assert calls == []  # every error came before the baseline's training
 
-    out = run.invoke(cli, ["demo", "--family", "pruning,quantization", "--method", "han2015_prune",
+    out = run.invoke(cli, ["demo", "--family", "pruning,quantization,sharing", "--method", "han2015_prune",
                            "--run-dir", str(tmp_path / "d")])
     assert out.exit_code == 0, out.output + repr(out.exception)
-    assert "quantization: no paper of this family has a demo() yet" in out.output
-    assert calls == ["train", C.demo_methods("pruning")]
+    assert "sharing: no paper of this family has a demo() yet" in out.output
+    assert calls == ["train", C.demo_methods("pruning") + C.demo_methods("quantization")]
     calls.clear()
     out = run.invoke(cli, ["compare", str(tmp_path / "d"), "--family", "sharing", "--family", "nas"])
     assert out.exit_code == 0, out.output + repr(out.exception)
