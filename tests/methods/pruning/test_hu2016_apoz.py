@@ -27,6 +27,18 @@ def test_apoz_golden():
     assert plan["0"].tolist() == [0, 2]
 
 
+def test_apoz_is_not_mean_activation():
+    """A neuron that is mostly zero but large when active (APoZ 0.75, mean output 25) goes; one that is always
+    on but small (APoZ 0, mean 0.1) stays. Ranking by mean activation instead would remove the second; the
+    golden case above does not separate the two rules (its lowest-mean neuron is also its highest-APoZ one)."""
+    model = Sequential(Linear(3, 3, bias=False, dtype=np.float64), ReLU(), Linear(3, 1, dtype=np.float64))
+    model[0].weight[...] = np.eye(3)
+    x = np.array([[100.0, 0.1, 1.0], [-1.0, 0.1, 1.0], [-1.0, 0.1, -1.0], [-1.0, 0.1, -1.0]])
+    assert np.allclose(apoz(model, "1", x), [0.75, 0.0, 0.5])
+    plan, _ = trim_plan(model, ["0"], x, (3,), k_std=0.5)
+    assert plan["0"].tolist() == [1, 2]
+
+
 def test_trim_and_retrain_on_fashion_mnist(fmnist, base):
     state, acc0 = base
     dense, model = load(state), load(state)
