@@ -777,7 +777,7 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     geo = _geometry(x, weight, stride, padding, dilation, G, out_hw)
     N, Co, (Ho, Wo) = x.shape[0], weight.shape[0], out_hw
     Cig, kH, kW = weight.shape[1:]
-    M, K = Co // G, Cig * kH * kW
+    K = Cig * kH * kW
     x = np.ascontiguousarray(x)
     b = np.zeros(Co, x.dtype) if bias is None else np.ascontiguousarray(bias)
     y = np.empty((N, Co, Ho, Wo), x.dtype)
@@ -787,6 +787,14 @@ def conv2d(x, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
         w2 = np.ascontiguousarray(weight.reshape(Co, K))  # (Co, kH*kW)
         _depthwise_forward_wide(x, w2, b, y, geo, _chunks(N * Co))
         return y
+    return _conv_wide(x, weight, b, geo, y)
+
+
+def _conv_wide(x, weight, b, geo, y):
+    """y (N, Co, Ho, Wo) = conv2d of contiguous x by weight plus b on the wide path (``_wide_forward``)."""
+    N, G = geo.N, geo.G
+    Co, Cig, kH, kW = weight.shape
+    M, K = Co // G, Cig * kH * kW
     nmb = -(-M // _MR)
     Wp = np.zeros((G, nmb * _MR, K), x.dtype)
     Wp[:, :M] = weight.reshape(G, M, K)  # (G, M, K), rows zero padded to a multiple of MR
@@ -837,7 +845,7 @@ def conv2d_backward(grad_output, x, weight, stride=1, padding=0, dilation=1, gro
     K, L = Cig * kH * kW, out_hw[0] * out_hw[1]
     x, go = np.ascontiguousarray(x), np.ascontiguousarray(grad_output)
     w2 = np.ascontiguousarray(weight.reshape(Co, K))  # (Co, K)
-    gx = np.zeros(x.shape, x.dtype)
+    gx = np.zeros(x.shape, x.dtype)  # stays zero where no output reads x (and for an empty batch)
     gw = np.zeros((Co, K), x.dtype)
     gb = go.sum(axis=(0, 2, 3))  # (Co,)
     if N * L == 0:
@@ -846,8 +854,19 @@ def conv2d_backward(grad_output, x, weight, stride=1, padding=0, dilation=1, gro
         _depthwise_grad_x_wide(go, w2, gx, geo)
         _depthwise_grad_w_wide(go, x, gw, geo)
         return gx, gw.reshape(weight.shape), gb
-    ncb = min(Cig, -(-_MIN_TASKS // (N * G)))
-    _gemm_grad_x(go.reshape(N, Co, L), w2, gx, geo, ncb, _chunks(N * G * ncb))
+    (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
+    qh, qw = dh * (kH - 1) - ph, dw * (kW - 1) - pw
+    if sh == sw == 1 and qh >= 0 and qw >= 0:
+        # stride 1: dx is the convolution of grad_output, padded by d*(k-1) - p, with the flipped, transposed
+        # weight, dx[n, c, ih, iw] = sum_{m,i,j} W[m, c, kH-1-i, kW-1-j] go_pad[n, m, ih + i*dh, iw + j*dw]
+        M = Co // G
+        wt = weight.reshape(G, M, Cig, kH, kW)[:, :, :, ::-1, ::-1].transpose(0, 2, 1, 3, 4)  # (G, Cig, M, kH, kW)
+        wt = np.ascontiguousarray(wt.reshape(G * Cig, M, kH, kW))
+        geo_t = _Geo(N, Co, *out_hw, G * Cig, M, kH, kW, 1, 1, qh, qw, dh, dw, *x.shape[2:], G)
+        gx = _conv_wide(go, wt, np.zeros(G * Cig, x.dtype), geo_t, np.empty(x.shape, x.dtype))
+    else:
+        ncb = min(Cig, -(-_MIN_TASKS // (N * G)))
+        _gemm_grad_x(go.reshape(N, Co, L), w2, gx, geo, ncb, _chunks(N * G * ncb))
     nkb = -(-K // _nr(x.dtype))
     _gemm_grad_w(go.reshape(N, Co, L), x, gw, geo, _KC, min(nkb, -(-2 * get_num_threads() // G)))
     return gx, gw.reshape(weight.shape), gb
