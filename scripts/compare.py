@@ -187,7 +187,8 @@ def _family(name: str) -> str:
     return catalogue.BY_ID[name].family if name in catalogue.BY_ID else "-"
 
 
-# What the deployed layers are called in the kind column (a compressed layer is one defining storage_bytes()).
+# What the deployed layers are called in the kind column (a compressed layer is one defining storage_bytes());
+# a layer class outside nn/ names itself with a class attribute ``KIND``.
 KINDS = {"SparseLinear": "sparse (CSR)", "SparseConv2d": "sparse (CSR)", "QuantLinear": "int8",
          "QuantConv2d": "int8", "BinaryLinear": "binary", "BinaryConv2d": "binary", "ShiftLinear": "shift",
          "ShiftConv2d": "shift"}
@@ -208,7 +209,8 @@ def _compressed(model: Module) -> list[Module]:
 
 def kind(model: Module) -> str:
     """'dense', or the deployed layer types present ('sparse (CSR)', 'int8', 'binary', 'shift', or a class name)."""
-    names = dict.fromkeys(KINDS.get(type(m).__name__, type(m).__name__) for m in _compressed(model))
+    names = dict.fromkeys(getattr(type(m), "KIND", None) or KINDS.get(type(m).__name__, type(m).__name__)
+                          for m in _compressed(model))
     return " + ".join(names) or "dense"
 
 

@@ -258,6 +258,8 @@ class _PackedSign(Module):
     """Buffers ``weight_bits`` (uint64), ``alpha`` (Co,) or None, ``bias`` or None; the decoded +-alpha weight is
     a runtime cache, rebuilt when ``weight_bits`` is replaced."""
 
+    KIND = "binary weights"  # the comparison's kind column: 1-bit weights, float activations
+
     def _set(self, bits: np.ndarray, W: np.ndarray, scale: bool, bias) -> None:
         self.register_buffer("weight_bits", bits)
         # XNOR-Net: alpha = ||W||_l1 / n per output channel (the same arithmetic as scaled_sign)
