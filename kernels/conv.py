@@ -503,11 +503,41 @@ def _wide_forward(xq, img, gsz, Wp, offs, bias, yf, geo, Wq, span, tb, nchunks):
             _wide_task(xq, img, gsz, Wp, offs, bias, yf, geo, Wq, span, tb, task, Yw)
 
 
+@njit
+def _grad_x_task(go, weight, dx, geo, ncb, taps, task, segs, A, panel, Ct, out):
+    """Task (n, g, block cb of channels) of ``_gemm_grad_x``; segs, A, panel, Ct, out are scratch."""
+    Co, Cig, kH, kW, Ho, Wo, G = geo.Co, geo.Cig, geo.kH, geo.kW, geo.Ho, geo.Wo, geo.G
+    M, L, khw = Co // G, Ho * Wo, kH * kW
+    nr = _tile_cols(go)
+    n, rest = divmod(task, G * ncb)
+    g, cb = divmod(rest, ncb)
+    c0, c1 = cb * Cig // ncb, (cb + 1) * Cig // ncb
+    k0, nk = c0 * khw, (c1 - c0) * khw
+    nkb = (nk + _MR - 1) // _MR
+    for kb in range(nkb):
+        for m in range(M):
+            for r in range(_MR):
+                kk = kb * _MR + r
+                A[(kb * M + m) * _MR + r] = weight[g * M + m, k0 + kk] if kk < nk else 0.0
+    for lb in range((L + nr - 1) // nr):
+        l0 = lb * nr
+        nl = min(nr, L - l0)
+        for m in range(M):
+            prow, grow = panel[m * nr:m * nr + nl], go[n, g * M + m, l0:l0 + nl]
+            for jj in range(nl):
+                prow[jj] = grow[jj]
+        for m0 in range(0, M, _KC):  # reduction chunks: a (_KC, nr) block of the panel stays in L1
+            for kb in range(nkb):
+                _micro(min(_KC, M - m0), A, (kb * M + m0) * _MR, panel, m0 * nr, nr, out)
+                _add_tile(Ct, kb * _MR, out, m0 == 0)
+        _scatter_col(Ct, nk, taps, k0, l0, nl, dx, n, g * Cig, segs, geo)
+
+
 @pjit
 def _gemm_grad_x(go, weight, dx, geo, ncb, nchunks):
     """col(dx[n, g]) = W_g^T (K, M) @ go[n, g] (M, L), scattered; tasks (n, g, block of channels)."""
-    N, Co, Cig, kH, kW, Ho, Wo, G = geo.N, geo.Co, geo.Cig, geo.kH, geo.kW, geo.Ho, geo.Wo, geo.G
-    M, L, khw = Co // G, Ho * Wo, kH * kW
+    N, Co, Cig, kH, kW, G = geo.N, geo.Co, geo.Cig, geo.kH, geo.kW, geo.G
+    M, khw = Co // G, kH * kW
     nr = _tile_cols(go)
     ntask = N * G * ncb
     taps = _taps(Cig * khw, geo)
@@ -520,28 +550,35 @@ def _gemm_grad_x(go, weight, dx, geo, ncb, nchunks):
         Ct = np.empty((kbmax * _MR, nr), go.dtype)  # col(dx) rows k0.., columns l0..
         out = np.empty((_MR, nr), go.dtype)
         for task in range(t * ntask // nchunks, (t + 1) * ntask // nchunks):
-            n, rest = divmod(task, G * ncb)
-            g, cb = divmod(rest, ncb)
-            c0, c1 = cb * Cig // ncb, (cb + 1) * Cig // ncb
-            k0, nk = c0 * khw, (c1 - c0) * khw
-            nkb = (nk + _MR - 1) // _MR
-            for kb in range(nkb):
-                for m in range(M):
-                    for r in range(_MR):
-                        kk = kb * _MR + r
-                        A[(kb * M + m) * _MR + r] = weight[g * M + m, k0 + kk] if kk < nk else 0.0
-            for lb in range((L + nr - 1) // nr):
-                l0 = lb * nr
-                nl = min(nr, L - l0)
-                for m in range(M):
-                    prow, grow = panel[m * nr:m * nr + nl], go[n, g * M + m, l0:l0 + nl]
-                    for jj in range(nl):
-                        prow[jj] = grow[jj]
-                for m0 in range(0, M, _KC):  # reduction chunks: a (_KC, nr) block of the panel stays in L1
-                    for kb in range(nkb):
-                        _micro(min(_KC, M - m0), A, (kb * M + m0) * _MR, panel, m0 * nr, nr, out)
-                        _add_tile(Ct, kb * _MR, out, m0 == 0)
-                _scatter_col(Ct, nk, taps, k0, l0, nl, dx, n, g * Cig, segs, geo)
+            _grad_x_task(go, weight, dx, geo, ncb, taps, task, segs, A, panel, Ct, out)
+
+
+@njit
+def _grad_w_task(go, x, dw, geo, lc, nsb, taps, task, segs, A, panel, out):
+    """Task (g, block sb of kernel rows) of ``_gemm_grad_w``; segs, A, panel, out are scratch."""
+    N, Co, Cig, kH, kW, Ho, Wo, G = geo.N, geo.Co, geo.Cig, geo.kH, geo.kW, geo.Ho, geo.Wo, geo.G
+    M, K, L = Co // G, Cig * kH * kW, Ho * Wo
+    nr = _tile_cols(go)
+    nmb, nkb = (M + _MR - 1) // _MR, (K + nr - 1) // nr
+    g, sb = divmod(task, nsb)
+    for n in range(N):
+        for l0 in range(0, L, lc):
+            nl = min(lc, L - l0)
+            for m in range(M):
+                grow = go[n, g * M + m, l0:l0 + nl]
+                Am = A[(m // _MR) * lc * _MR + m % _MR:]
+                for ll in range(nl):
+                    Am[ll * _MR] = grow[ll]
+            for kb in range(sb * nkb // nsb, (sb + 1) * nkb // nsb):
+                k0 = kb * nr
+                nk = min(nr, K - k0)
+                _pack_col(x, n, g * Cig, taps, k0, nk, l0, nl, panel, 1, nr, lc, 0, segs, geo)
+                for mb in range(nmb):
+                    _micro(nl, A, mb * lc * _MR, panel, 0, nr, out)
+                    for r in range(min(_MR, M - mb * _MR)):
+                        drow, orow = dw[g * M + mb * _MR + r, k0:k0 + nk], out[r]
+                        for jj in range(nk):
+                            drow[jj] += orow[jj]
 
 
 @pjit
@@ -551,35 +588,16 @@ def _gemm_grad_w(go, x, dw, geo, lc, nsb):
     The reduction runs over (n, chunk of lc output positions) in a fixed order: per chunk, go^T is packed once
     per task and every nr-column block of col^T in the task's block of K is packed and multiplied. How K is
     split between tasks does not change any sum, so nsb may follow the thread count."""
-    N, Co, Cig, kH, kW, Ho, Wo, G = geo.N, geo.Co, geo.Cig, geo.kH, geo.kW, geo.Ho, geo.Wo, geo.G
-    M, K, L = Co // G, Cig * kH * kW, Ho * Wo
+    M, K = geo.Co // geo.G, geo.Cig * geo.kH * geo.kW
     nr = _tile_cols(go)
-    nmb, nkb = (M + _MR - 1) // _MR, (K + nr - 1) // nr
+    nmb = (M + _MR - 1) // _MR
     taps = _taps(K, geo)
-    for task in numba.prange(G * nsb):
-        g, sb = divmod(np.int64(task), nsb)
+    for task in numba.prange(geo.G * nsb):
         segs = np.empty((lc + 1, 4), np.int64)
         A = np.zeros(nmb * lc * _MR, go.dtype)  # (nmb, lc, MR): go^T, rows past M zero
         panel = np.zeros(lc * nr, go.dtype)  # (lc, nr): col^T
         out = np.empty((_MR, nr), go.dtype)
-        for n in range(N):
-            for l0 in range(0, L, lc):
-                nl = min(lc, L - l0)
-                for m in range(M):
-                    grow = go[n, g * M + m, l0:l0 + nl]
-                    Am = A[(m // _MR) * lc * _MR + m % _MR:]
-                    for ll in range(nl):
-                        Am[ll * _MR] = grow[ll]
-                for kb in range(sb * nkb // nsb, (sb + 1) * nkb // nsb):
-                    k0 = kb * nr
-                    nk = min(nr, K - k0)
-                    _pack_col(x, n, g * Cig, taps, k0, nk, l0, nl, panel, 1, nr, lc, 0, segs, geo)
-                    for mb in range(nmb):
-                        _micro(nl, A, mb * lc * _MR, panel, 0, nr, out)
-                        for r in range(min(_MR, M - mb * _MR)):
-                            drow, orow = dw[g * M + mb * _MR + r, k0:k0 + nk], out[r]
-                            for jj in range(nk):
-                                drow[jj] += orow[jj]
+        _grad_w_task(go, x, dw, geo, lc, nsb, taps, np.int64(task), segs, A, panel, out)
 
 
 @njit
@@ -694,56 +712,75 @@ def _depthwise_forward_wide(x, weight, bias, y, geo, nchunks):
             _dw_forward_plane(x, weight, bias, y, geo, task, xp, yw)
 
 
-@pjit(fastmath=_FMA)
-def _depthwise_grad_x_wide(go, weight, dx, geo):
-    N, Ci, Co, kH, kW, ph, pw, dh, dw, Ho, Wo, G = (geo.N, geo.Ci, geo.Co, geo.kH, geo.kW, geo.ph, geo.pw, geo.dh,
-                                                    geo.dw, geo.Ho, geo.Wo, geo.G)
-    M, H, W, Hp, Wp, s = Co // G, geo.H, geo.W, geo.H + 2 * ph, geo.W + 2 * pw, geo.sh
+@njit(fastmath=_FMA)
+def _dw_grad_x_plane(go, weight, dx, geo, task, dxp, gw):
+    """Plane task = n*Ci + c of ``_depthwise_grad_x_wide``; dxp (Hp*Wp,) and gw (Ho*Wp,) are scratch."""
+    Ci, Co, kH, kW, ph, pw, dh, dw, Ho, Wo, G = (geo.Ci, geo.Co, geo.kH, geo.kW, geo.ph, geo.pw, geo.dh, geo.dw,
+                                                 geo.Ho, geo.Wo, geo.G)
+    M, H, W, Wp, s = Co // G, geo.H, geo.W, geo.W + 2 * pw, geo.sh
     span = (Ho - 1) * Wp + Wo
-    for task in numba.prange(N * Ci):
-        n, c = divmod(np.int64(task), Ci)
-        dxp = np.zeros(Hp * Wp, go.dtype)
-        gw = np.empty(Ho * Wp, go.dtype)
-        for co in range(c * M, (c + 1) * M):
-            _to_wide(go[n, co], 0, 0, Wp, gw)  # columns Wo.. stay zero
-            for k in range(kH * kW):
-                w = weight[co, k]
-                d = dxp[(k // kW) * dh * Wp + (k % kW) * dw:]
-                if s == 1:
-                    for t in range(span):
-                        d[t] += w * gw[t]
-                else:
-                    for t in range(span):
-                        d[s * t] += w * gw[t]
-        for ih in range(H):
-            drow, src = dx[n, c, ih], dxp[(ih + ph) * Wp + pw:(ih + ph) * Wp + pw + W]
-            for t in range(W):
-                drow[t] = src[t]
+    n, c = divmod(task, Ci)
+    dxp[:] = 0.0
+    for co in range(c * M, (c + 1) * M):
+        _to_wide(go[n, co], 0, 0, Wp, gw)  # columns Wo.. stay zero
+        for k in range(kH * kW):
+            w = weight[co, k]
+            d = dxp[(k // kW) * dh * Wp + (k % kW) * dw:]
+            if s == 1:
+                for t in range(span):
+                    d[t] += w * gw[t]
+            else:
+                for t in range(span):
+                    d[s * t] += w * gw[t]
+    for ih in range(H):
+        drow, src = dx[n, c, ih], dxp[(ih + ph) * Wp + pw:(ih + ph) * Wp + pw + W]
+        for t in range(W):
+            drow[t] = src[t]
 
 
-@pjit(fastmath=_FMA)
-def _depthwise_grad_w_wide(go, x, dwt, geo):
+@pjit
+def _depthwise_grad_x_wide(go, weight, dx, geo, nchunks):
+    Hp, Wp = geo.H + 2 * geo.ph, geo.W + 2 * geo.pw
+    ntask = geo.N * geo.Ci
+    for t in numba.prange(nchunks):
+        dxp = np.empty(Hp * Wp, go.dtype)
+        gw = np.empty(geo.Ho * Wp, go.dtype)
+        for task in range(t * ntask // nchunks, (t + 1) * ntask // nchunks):
+            _dw_grad_x_plane(go, weight, dx, geo, task, dxp, gw)
+
+
+@njit(fastmath=_FMA)
+def _dw_grad_w_channel(go, x, dwt, geo, co, xp, gw, part):
+    """Output channel co of ``_depthwise_grad_w_wide``; xp, gw and part (kH*kW, span) are scratch."""
     N, Co, kH, kW, ph, pw, dh, dw, Ho, Wo, G = (geo.N, geo.Co, geo.kH, geo.kW, geo.ph, geo.pw, geo.dh, geo.dw,
                                                 geo.Ho, geo.Wo, geo.G)
-    M, Hp, Wp, s = Co // G, geo.H + 2 * ph, geo.W + 2 * pw, geo.sh
+    M, Wp, s = Co // G, geo.W + 2 * pw, geo.sh
     span = (Ho - 1) * Wp + Wo
-    for co in numba.prange(Co):
-        xp = np.empty(Hp * Wp, x.dtype)
-        gw = np.empty(Ho * Wp, x.dtype)
-        part = np.zeros((kH * kW, span), x.dtype)  # per tap, one partial sum per wide output position
-        for n in range(N):
-            _to_wide(x[n, co // M], ph, pw, Wp, xp)
-            _to_wide(go[n, co], 0, 0, Wp, gw)  # columns Wo.. stay zero
-            for k in range(kH * kW):
-                xs, pk = xp[(k // kW) * dh * Wp + (k % kW) * dw:], part[k]
-                if s == 1:
-                    for t in range(span):
-                        pk[t] += gw[t] * xs[t]
-                else:
-                    for t in range(span):
-                        pk[t] += gw[t] * xs[s * t]
+    part[:] = 0.0  # per tap, one partial sum per wide output position
+    for n in range(N):
+        _to_wide(x[n, co // M], ph, pw, Wp, xp)
+        _to_wide(go[n, co], 0, 0, Wp, gw)  # columns Wo.. stay zero
         for k in range(kH * kW):
-            dwt[co, k] = _ordered_sum(part[k])
+            xs, pk = xp[(k // kW) * dh * Wp + (k % kW) * dw:], part[k]
+            if s == 1:
+                for t in range(span):
+                    pk[t] += gw[t] * xs[t]
+            else:
+                for t in range(span):
+                    pk[t] += gw[t] * xs[s * t]
+    for k in range(kH * kW):
+        dwt[co, k] = _ordered_sum(part[k])
+
+
+@pjit
+def _depthwise_grad_w_wide(go, x, dwt, geo):
+    Hp, Wp = geo.H + 2 * geo.ph, geo.W + 2 * geo.pw
+    span = (geo.Ho - 1) * Wp + geo.Wo
+    for co in numba.prange(geo.Co):
+        xp = np.empty(Hp * Wp, x.dtype)
+        gw = np.empty(geo.Ho * Wp, x.dtype)
+        part = np.empty((geo.kH * geo.kW, span), x.dtype)
+        _dw_grad_w_channel(go, x, dwt, geo, np.int64(co), xp, gw, part)
 
 
 def _geometry(x, weight, stride, padding, dilation, groups, out_hw) -> _Geo:
@@ -851,7 +888,7 @@ def conv2d_backward(grad_output, x, weight, stride=1, padding=0, dilation=1, gro
     if N * L == 0:
         return gx, gw.reshape(weight.shape), gb
     if Cig == 1 and stride[0] == stride[1]:
-        _depthwise_grad_x_wide(go, w2, gx, geo)
+        _depthwise_grad_x_wide(go, w2, gx, geo, _chunks(N * x.shape[1]))
         _depthwise_grad_w_wide(go, x, gw, geo)
         return gx, gw.reshape(weight.shape), gb
     (sh, sw), (ph, pw), (dh, dw) = stride, padding, dilation
