@@ -13,9 +13,12 @@ The forward product runs on "wide" output positions: the input is zero padded an
 stride phases once per call (``_phase_split``; stride 1 without padding uses x itself), so that kernel tap k
 reads one contiguous span per block of output positions and the im2col matrix is never packed (implicit
 im2col, ``_micro_rows``, B row k read in place at its offset); each output row keeps Wq >= Wo positions
-and the extra ones are dropped. The two gradients go through ``_micro`` over panels packed per task. Both
-micro-kernels keep an MR x nr block of accumulators in vector registers, with the tile taken from the
-compile target (AVX-512: 8 x 3 zmm, AVX2: 3 x 4 ymm). Layers with one input channel per group and equal
+and the extra ones are dropped. grad W uses the same input layout (``_micro_gw``: taps read in place
+against grad_output transposed to rows of output channels per wide position, zero at the dropped ones).
+grad x of a stride-1 layer is the wide forward of grad_output with the flipped, transposed weight; strided
+layers pack panels per task for ``_micro`` and scatter them back (col2im). Every micro-kernel keeps an
+MR x nr block of accumulators in vector registers, with the tile taken from the compile target (AVX-512:
+8 x 3 zmm, AVX2: 3 x 4 ymm). Layers with one input channel per group and equal
 strides (depthwise) use direct loops on zero-padded planes instead. Every output element is computed by one
 task in a fixed order, so results do not depend on the number of threads.
 """
@@ -252,6 +255,31 @@ def _micro_rows(K, A, a0, X, offs, x0, Yw, m0, c0):
             orow[j] = acc[r, j]
 
 
+@njit(fastmath=_FMA)
+def _micro_gw(N, span, xq, img, x0, offs, k0, B, bimg, b0, out):
+    """out[r, j] = sum_n sum_{p < span} xq[x0 + n*img + offs[k0 + r] + p] * B[b0 + n*bimg + p*nr + j], r < MR,
+    j < nr: a block of grad W^T (taps x output channels) reduced over wide positions, the taps read in place
+    (broadcasts) and B = grad_output transposed to (position, channel) rows."""
+    nr = _tile_cols(B)
+    acc = _zero_tile(B)
+    arow = numba.carray(_stack_rows(B, 1), (nr,))  # the MR tap values of one position (nr >= MR)
+    for n in range(N):
+        xb = x0 + n * img
+        bb = b0 + n * bimg
+        for p in range(span):
+            for r in range(_MR):
+                arow[r] = xq[xb + offs[k0 + r] + p]
+            q = bb + p * nr
+            brow = B[q:q + nr]
+            for j in range(nr):  # j outer, r inner, as in _rank1
+                b = brow[j]
+                for r in range(_MR):
+                    acc[r, j] += arow[r] * b
+    for r in range(_MR):
+        for j in range(nr):
+            out[r, j] = acc[r, j]
+
+
 @njit
 def _add_tile(C, m0, out, first):
     """C[m0:m0+MR] = out (first reduction chunk) or += out (the next ones, in order)."""
@@ -306,37 +334,6 @@ def _segments(l0, nl, wsub, ssub, sl, segs, geo):
 
 
 @njit
-def _pack_col(x, n, cbase, taps, k0, nk, l0, nl, dst, sk, sl, wsub, ssub, segs, geo):
-    """dst[(ll // wsub)*ssub + kk*sk + (ll % wsub)*sl] = col(x[n])[k0 + kk, l0 + ll]: im2col of channels cbase..
-    with zero padding, columns split into sub-panels of wsub (forward: (pb, K, nr) panels; grad W: (l, k))."""
-    H, sw = geo.H, geo.sw
-    nseg = _segments(l0, nl, wsub, ssub, sl, segs, geo)
-    for kk in range(nk):
-        tap = taps[k0 + kk]
-        c, off_h, off_w, ow_lo, ow_hi = tap[0], tap[1], tap[2], tap[3], tap[4]
-        for s in range(nseg):
-            seg = segs[s]
-            ih, ow0, ow1, base = seg[0] + off_h, seg[1], seg[2], seg[3] + kk * sk
-            lo, hi = ow0, ow0
-            if 0 <= ih < H:
-                lo = min(max(ow0, ow_lo), ow1)
-                hi = max(min(ow1, ow_hi), lo)
-            for ow in range(ow0, lo):
-                dst[base + ow * sl] = 0.0
-            if hi > lo:
-                src = x[n, cbase + c, ih]  # (W,)
-                if sl == 1 and sw == 1:  # contiguous copy through zero-based views, vectorised
-                    d, v = dst[base + lo:base + hi], src[lo + off_w:hi + off_w]
-                    for t in range(hi - lo):
-                        d[t] = v[t]
-                else:
-                    for ow in range(lo, hi):
-                        dst[base + ow * sl] = src[ow * sw + off_w]
-            for ow in range(hi, ow1):
-                dst[base + ow * sl] = 0.0
-
-
-@njit
 def _scatter_col(tile, nk, taps, k0, l0, nl, dx, n, cbase, segs, geo):
     """col2im: dx[n, cbase + c, ih, iw] += tile[kk, ll] for the in-bounds taps of rows k0 + kk, columns l0 + ll."""
     H, sw = geo.H, geo.sw
@@ -358,46 +355,6 @@ def _scatter_col(tile, nk, taps, k0, l0, nl, dx, n, cbase, segs, geo):
                 else:
                     for t in range(hi - lo):
                         drow[(lo + t) * sw + off_w] += v[t]
-
-
-@pjit
-def _gemm_forward(x, Wp, bias, y, geo, pb, nchunks):
-    """y (N, Co, L) = W_g @ col(x[n, g]) (+ bias), Wp (G, nmb, K, MR) packed weights.
-
-    Tasks (n, g, block of pb*nr output columns). The block's im2col panel (pb, K, nr) is packed once per task;
-    the reduction runs in chunks of _KC rows (a (_KC, nr) block of the panel stays in L1 while every MR-row
-    block of W_g passes over it) into the task's (M, nr) accumulator C."""
-    N, Co, Cig, kH, kW, Ho, Wo, G = geo.N, geo.Co, geo.Cig, geo.kH, geo.kW, geo.Ho, geo.Wo, geo.G
-    M, K, L = Co // G, Cig * kH * kW, Ho * Wo
-    nr = _tile_cols(x)
-    nmb, nlb = (M + _MR - 1) // _MR, (L + pb * nr - 1) // (pb * nr)
-    ntask = N * G * nlb
-    taps = _taps(K, geo)
-    for t in numba.prange(nchunks):
-        panel = np.zeros(pb * K * nr, x.dtype)  # (pb, K, nr)
-        segs = np.empty((pb * nr + 1, 4), np.int64)
-        C = np.empty((nmb * _MR, nr), x.dtype)
-        out = np.empty((_MR, nr), x.dtype)
-        for task in range(t * ntask // nchunks, (t + 1) * ntask // nchunks):
-            n, rest = divmod(task, G * nlb)
-            g, lb = divmod(rest, nlb)
-            _pack_col(x, n, g * Cig, taps, 0, K, lb * pb * nr, min(pb * nr, L - lb * pb * nr), panel, nr, 1, nr,
-                      K * nr, segs, geo)
-            for sb in range(pb):
-                l0 = (lb * pb + sb) * nr
-                nl = min(nr, L - l0)
-                if nl <= 0:
-                    break
-                for k0 in range(0, K, _KC):
-                    for mb in range(nmb):
-                        _micro(min(_KC, K - k0), Wp, ((g * nmb + mb) * K + k0) * _MR, panel, (sb * K + k0) * nr,
-                               nr, out)
-                        _add_tile(C, mb * _MR, out, k0 == 0)
-                for m in range(M):
-                    b = bias[g * M + m]
-                    yrow, crow = y[n, g * M + m, l0:l0 + nl], C[m]
-                    for jj in range(nl):
-                        yrow[jj] = crow[jj] + b
 
 
 @njit
@@ -504,6 +461,61 @@ def _wide_forward(xq, img, gsz, Wp, offs, bias, yf, geo, Wq, span, tb, nchunks):
 
 
 @njit
+def _wide_dyt_plane(go, B, geo, Wq, span, t):
+    """Plane t = n*Co + co of ``_wide_dyt``."""
+    Co, Ho, Wo, G = geo.Co, geo.Ho, geo.Wo, geo.G
+    M = Co // G
+    nr = _tile_cols(B)
+    nmb = (M + nr - 1) // nr
+    n, co = divmod(t, Co)
+    g, m = divmod(co, M)
+    mb, j = divmod(m, nr)
+    base = ((n * G + g) * nmb + mb) * span * nr + j
+    for oh in range(Ho):
+        e = go[n, co, oh]
+        for ow in range(Wo):
+            B[base + (oh * Wq + ow) * nr] = e[ow]
+
+
+@pjit
+def _wide_dyt(go, B, geo, Wq, span):
+    """B[n, g, m // nr, oh*Wq + ow, m % nr] = go[n, g*M + m, oh, ow] into zeros (B flat): grad_output as rows of
+    nr output channels per wide position, zero at the dropped positions and past M."""
+    for t in numba.prange(geo.N * geo.Co):
+        _wide_dyt_plane(go, B, geo, Wq, span, np.int64(t))
+
+
+@njit
+def _wide_grad_w_task(xq, img, gsz, offs, B, dw, geo, span, task, out):
+    """Task (g, block kb of MR taps, block mb of nr output channels) of ``_wide_grad_w``; out is scratch."""
+    N, Co, Cig, kH, kW, G = geo.N, geo.Co, geo.Cig, geo.kH, geo.kW, geo.G
+    M, K = Co // G, Cig * kH * kW
+    nr = _tile_cols(B)
+    nmb, nkb = (M + nr - 1) // nr, (K + _MR - 1) // _MR
+    g, rest = divmod(task, nkb * nmb)
+    kb, mb = divmod(rest, nmb)
+    k0 = kb * _MR
+    _micro_gw(N, span, xq, img, g * gsz, offs, k0, B, G * nmb * span * nr, (g * nmb + mb) * span * nr, out)
+    for r in range(min(_MR, K - k0)):
+        for j in range(min(nr, M - mb * nr)):
+            dw[g * M + mb * nr + j, k0 + r] = out[r, j]
+
+
+@pjit
+def _wide_grad_w(xq, img, gsz, offs, B, dw, geo, span, nchunks):
+    """dW[g*M + m, k] = sum_n sum_{p < span} xq[n*img + g*gsz + offs[k] + p] * B[n, g, m // nr, p, m % nr] over
+    wide positions (B zero where p is not an output): no im2col panel, the taps are read in place. Tasks
+    (g, block of MR taps, block of nr channels); each output sums over (n, p) in one fixed order."""
+    M, K = geo.Co // geo.G, geo.Cig * geo.kH * geo.kW
+    nr = _tile_cols(B)
+    ntask = geo.G * ((K + _MR - 1) // _MR) * ((M + nr - 1) // nr)
+    for t in numba.prange(nchunks):
+        out = np.empty((_MR, nr), B.dtype)
+        for task in range(t * ntask // nchunks, (t + 1) * ntask // nchunks):
+            _wide_grad_w_task(xq, img, gsz, offs, B, dw, geo, span, task, out)
+
+
+@njit
 def _grad_x_task(go, weight, dx, geo, ncb, taps, task, segs, A, panel, Ct, out):
     """Task (n, g, block cb of channels) of ``_gemm_grad_x``; segs, A, panel, Ct, out are scratch."""
     Co, Cig, kH, kW, Ho, Wo, G = geo.Co, geo.Cig, geo.kH, geo.kW, geo.Ho, geo.Wo, geo.G
@@ -551,53 +563,6 @@ def _gemm_grad_x(go, weight, dx, geo, ncb, nchunks):
         out = np.empty((_MR, nr), go.dtype)
         for task in range(t * ntask // nchunks, (t + 1) * ntask // nchunks):
             _grad_x_task(go, weight, dx, geo, ncb, taps, task, segs, A, panel, Ct, out)
-
-
-@njit
-def _grad_w_task(go, x, dw, geo, lc, nsb, taps, task, segs, A, panel, out):
-    """Task (g, block sb of kernel rows) of ``_gemm_grad_w``; segs, A, panel, out are scratch."""
-    N, Co, Cig, kH, kW, Ho, Wo, G = geo.N, geo.Co, geo.Cig, geo.kH, geo.kW, geo.Ho, geo.Wo, geo.G
-    M, K, L = Co // G, Cig * kH * kW, Ho * Wo
-    nr = _tile_cols(go)
-    nmb, nkb = (M + _MR - 1) // _MR, (K + nr - 1) // nr
-    g, sb = divmod(task, nsb)
-    for n in range(N):
-        for l0 in range(0, L, lc):
-            nl = min(lc, L - l0)
-            for m in range(M):
-                grow = go[n, g * M + m, l0:l0 + nl]
-                Am = A[(m // _MR) * lc * _MR + m % _MR:]
-                for ll in range(nl):
-                    Am[ll * _MR] = grow[ll]
-            for kb in range(sb * nkb // nsb, (sb + 1) * nkb // nsb):
-                k0 = kb * nr
-                nk = min(nr, K - k0)
-                _pack_col(x, n, g * Cig, taps, k0, nk, l0, nl, panel, 1, nr, lc, 0, segs, geo)
-                for mb in range(nmb):
-                    _micro(nl, A, mb * lc * _MR, panel, 0, nr, out)
-                    for r in range(min(_MR, M - mb * _MR)):
-                        drow, orow = dw[g * M + mb * _MR + r, k0:k0 + nk], out[r]
-                        for jj in range(nk):
-                            drow[jj] += orow[jj]
-
-
-@pjit
-def _gemm_grad_w(go, x, dw, geo, lc, nsb):
-    """dW_g (M, K) = sum_n go[n, g] (M, L) @ col(x[n, g])^T (L, K); tasks (g, one of nsb blocks of kernel rows).
-
-    The reduction runs over (n, chunk of lc output positions) in a fixed order: per chunk, go^T is packed once
-    per task and every nr-column block of col^T in the task's block of K is packed and multiplied. How K is
-    split between tasks does not change any sum, so nsb may follow the thread count."""
-    M, K = geo.Co // geo.G, geo.Cig * geo.kH * geo.kW
-    nr = _tile_cols(go)
-    nmb = (M + _MR - 1) // _MR
-    taps = _taps(K, geo)
-    for task in numba.prange(geo.G * nsb):
-        segs = np.empty((lc + 1, 4), np.int64)
-        A = np.zeros(nmb * lc * _MR, go.dtype)  # (nmb, lc, MR): go^T, rows past M zero
-        panel = np.zeros(lc * nr, go.dtype)  # (lc, nr): col^T
-        out = np.empty((_MR, nr), go.dtype)
-        _grad_w_task(go, x, dw, geo, lc, nsb, taps, np.int64(task), segs, A, panel, out)
 
 
 @njit
@@ -904,6 +869,12 @@ def conv2d_backward(grad_output, x, weight, stride=1, padding=0, dilation=1, gro
     else:
         ncb = min(Cig, -(-_MIN_TASKS // (N * G)))
         _gemm_grad_x(go.reshape(N, Co, L), w2, gx, geo, ncb, _chunks(N * G * ncb))
-    nkb = -(-K // _nr(x.dtype))
-    _gemm_grad_w(go.reshape(N, Co, L), x, gw, geo, _KC, min(nkb, -(-2 * get_num_threads() // G)))
+    # grad W on wide positions against the forward's input layout, taps read in place
+    xq, img, gsz, offs, Wq, span = _wide_input(x, weight, geo)
+    offs = np.concatenate([offs, np.zeros(-K % _MR, np.int64)])  # taps padded to a multiple of MR
+    nr = _nr(x.dtype)
+    nmb = -(-(Co // G) // nr)
+    B = np.zeros(N * G * nmb * span * nr, x.dtype)  # (N, G, nmb, span, nr)
+    _wide_dyt(go, B, geo, Wq, span)
+    _wide_grad_w(xq, img, gsz, offs, B, gw, geo, span, _chunks(G * -(-K // _MR) * nmb))
     return gx, gw.reshape(weight.shape), gb
