@@ -13,6 +13,9 @@ Shared by the quantization family (BinaryConnect, XNOR-Net/BWN, BNN, ...). Three
   the float latent weights by the quantizer's surrogate, lets the optimizer update the latent weights, clips them
   to [-clip, clip] where the paper clips, and quantizes again.
 * **Quantized activations are layers**: ``SignActivation`` (sign forward, hard-tanh STE backward).
+* **Fixed point** <IL, FL> (Gupta et al. 2015): ``FixedPoint``, ``round_nearest`` (Eq. (1)), ``round_stochastic``
+  (Eq. (2)), ``fixed_point`` (Eq. (3), saturating), int16 codes, and ``FixedPointActivation`` (layer outputs and
+  back-propagated errors in fixed point).
 
 Deployed layers for binary *weights* with real activations (BinaryConnect, BWN): ``PackedSignLinear`` and
 ``PackedSignConv2d`` store the signs bit-packed (``kernels.binary`` bit order, 1 bit per weight), an optional
@@ -378,3 +381,108 @@ def train_latent(model: Module, latent: LatentWeights, optimizer, x: np.ndarray,
     loop). Returns the mean training loss of each epoch; the model is left in eval mode with W_q loaded."""
     from methods.pruning.common import train_epochs
     return train_epochs(model, optimizer, x, y, epochs, batch_size, rng, step=lambda: latent.step(optimizer.step))
+
+
+# ----------------------------------------------------------------------------------- fixed point <IL, FL>
+# Gupta et al. 2015, Sec. 3: a WL = IL + FL bit two's-complement number, IL integer bits (sign included) and FL
+# fractional bits; its step is eps = 2^-FL and its range [-2^(IL-1), 2^(IL-1) - 2^-FL]. Its integer code is
+# x / eps (an int16 for WL <= 16).
+
+
+@dataclass(frozen=True)
+class FixedPoint:
+    """The format <IL, FL> of Gupta et al. Sec. 3 (word length WL = IL + FL)."""
+    IL: int
+    FL: int
+
+    @property
+    def WL(self) -> int:
+        return self.IL + self.FL
+
+    @property
+    def eps(self) -> float:
+        return 2.0 ** -self.FL
+
+    @property
+    def lo(self) -> float:
+        return -(2.0 ** (self.IL - 1))
+
+    @property
+    def hi(self) -> float:
+        return 2.0 ** (self.IL - 1) - self.eps
+
+    def __str__(self) -> str:
+        return f"<{self.IL}, {self.FL}>"
+
+
+def round_nearest(x: np.ndarray, FL: int) -> np.ndarray:
+    """Gupta et al. Eq. (1): floor(x) if floor(x) <= x <= floor(x) + eps/2, else floor(x) + eps, where floor(x) is
+    the largest multiple of eps = 2^-FL not above x (so a tie x = floor(x) + eps/2 goes down). (...) float -> x.dtype."""
+    eps = 2.0 ** -FL
+    return (np.ceil(np.asarray(x, np.float64) / eps - 0.5) * eps).astype(x.dtype)
+
+
+def round_stochastic(x: np.ndarray, FL: int, rng: np.random.Generator) -> np.ndarray:
+    """Gupta et al. Eq. (2): floor(x) + eps with probability (x - floor(x)) / eps, else floor(x) (eps = 2^-FL), so
+    E[round(x)] = x. One uniform u in [0, 1) per entry: floor(x / eps + u) is up exactly when u >= 1 - frac."""
+    eps = 2.0 ** -FL
+    return (np.floor(np.asarray(x, np.float64) / eps + rng.random(np.shape(x))) * eps).astype(x.dtype)
+
+
+def fixed_point(x: np.ndarray, fmt: FixedPoint, rounding: str = "nearest",
+                rng: np.random.Generator | None = None) -> np.ndarray:
+    """Gupta et al. Eq. (3), Convert(x, <IL, FL>): -2^(IL-1) at or below the range, 2^(IL-1) - 2^-FL at or above it,
+    Round(x, <IL, FL>) (``rounding`` "nearest", Eq. (1), or "stochastic", Eq. (2)) inside. (...) float -> x.dtype.
+
+    Rounding first and saturating after is the same map: the range ends are multiples of eps."""
+    if rounding == "nearest":
+        r = round_nearest(x, fmt.FL)
+    elif rounding == "stochastic":
+        if rng is None:
+            raise ValueError("stochastic rounding needs an rng")
+        r = round_stochastic(x, fmt.FL, rng)
+    else:
+        raise ValueError(f"rounding must be 'nearest' or 'stochastic', got {rounding!r}")
+    return np.clip(r, fmt.lo, fmt.hi).astype(x.dtype, copy=False)
+
+
+def fixed_point_ste_backward(g: np.ndarray, x: np.ndarray, fmt: FixedPoint) -> np.ndarray:
+    """Surrogate gradient of Convert: the rounding passes straight through, saturation stops it:
+    dL/dx = g * 1_{lo <= x <= hi} (the range ends inside). g, x : (...) float of one shape."""
+    return g * ((x >= fmt.lo) & (x <= fmt.hi)).astype(g.dtype)
+
+
+def fixed_point_codes(x: np.ndarray, fmt: FixedPoint, rounding: str = "nearest",
+                      rng: np.random.Generator | None = None) -> np.ndarray:
+    """The int16 codes Convert(x) / eps of a format with WL <= 16: (...) float -> (...) int16."""
+    if fmt.WL > 16:
+        raise ValueError(f"int16 codes need WL <= 16, got {fmt} (WL {fmt.WL})")
+    return np.rint(fixed_point(np.asarray(x, np.float64), fmt, rounding, rng) / fmt.eps).astype(np.int16)
+
+
+def from_fixed_point_codes(codes: np.ndarray, FL: int, dtype=np.float32) -> np.ndarray:
+    """codes * 2^-FL in ``dtype`` (exact for float32 when WL <= 16): (...) int -> (...) float."""
+    return (codes.astype(np.float64) * 2.0 ** -FL).astype(dtype)
+
+
+class FixedPointActivation(Module):
+    """Gupta et al.'s layer outputs and back-propagated errors in fixed point, any shape:
+    forward y = Convert(x, fmt); backward dL/dx = Convert(g * 1_{lo <= x <= hi}, grad_fmt) (``grad_fmt`` None: the
+    error stays float). ``rounding`` applies to both; ``rng`` draws the stochastic roundings."""
+
+    def __init__(self, fmt: FixedPoint, grad_fmt: FixedPoint | None = None, rounding: str = "nearest",
+                 rng: np.random.Generator | None = None) -> None:
+        super().__init__()
+        self.fmt, self.grad_fmt, self.rounding, self.rng = fmt, grad_fmt, rounding, rng
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self._check_input(x)
+        self._save(x=x)
+        return fixed_point(x, self.fmt, self.rounding, self.rng)
+
+    def backward(self, grad_output: np.ndarray) -> np.ndarray:
+        g = fixed_point_ste_backward(grad_output, self._take()["x"], self.fmt)
+        return g if self.grad_fmt is None else fixed_point(g, self.grad_fmt, self.rounding, self.rng)
+
+    def extra_repr(self) -> str:
+        return f"fmt={self.fmt}, grad_fmt={self.grad_fmt}, rounding={self.rounding!r}"
