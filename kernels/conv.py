@@ -358,14 +358,14 @@ def _scatter_col(tile, nk, taps, k0, l0, nl, dx, n, cbase, segs, geo):
 
 
 @njit
-def _phase_plane(xf, xq, geo, Hq, Wq, t):
+def _phase_plane(xf, xq, geo, Hq, Wq, pst, nst, t):
     """Plane t = n*Ci + c of ``_phase_split``."""
-    H, W, sh, sw, ph, pw = geo.H, geo.W, geo.sh, geo.sw, geo.ph, geo.pw
-    plane = Hq * Wq
+    Ci, H, W, sh, sw, ph, pw = geo.Ci, geo.H, geo.W, geo.sh, geo.sw, geo.ph, geo.pw
+    n, c = divmod(t, Ci)
     if True:
         for a in range(sh):
             for b in range(sw):
-                q0 = ((t * sh + a) * sw + b) * plane
+                q0 = n * nst + ((c * sh + a) * sw + b) * pst
                 v_lo = min(Wq, max(0, (pw - b + sw - 1) // sw))  # first v with v*sw + b - pw >= 0
                 v_hi = max(v_lo, min(Wq, (W - 1 + pw - b) // sw + 1))  # one past the last inside x
                 for u in range(Hq):
@@ -394,13 +394,14 @@ def _phase_plane(xf, xq, geo, Hq, Wq, t):
 # body of a parallel loop as slower code than it compiled (measured 2.4x for the phase split, 1.2x for the
 # forward GEMM, numba 0.68), while serial functions reload unchanged.
 @pjit
-def _phase_split(xf, xq, geo, Hq, Wq):
-    """xq[(((n*Ci + c)*sh + a)*sw + b)*Hq*Wq + u*Wq + v] = x[n, c, u*sh + a - ph, v*sw + b - pw], zero outside x:
+def _phase_split(xf, xq, geo, Hq, Wq, pst, nst):
+    """xq[n*nst + ((c*sh + a)*sw + b)*pst + u*Wq + v] = x[n, c, u*sh + a - ph, v*sw + b - pw], zero outside x:
     the zero-padded input split into sh*sw stride phases of (Hq, Wq), so that every kernel tap reads one
-    contiguous span per output position range (``_wide_input``). xf is x flattened; unsigned flat indices
-    keep numba's negative-index code out of the copy loops."""
+    contiguous span per output position range (``_wide_input``; per image nst = Ci*sh*sw*Hq*Wq, pst = Hq*Wq,
+    or batched nst = Hq*Wq, pst = N*Hq*Wq). xf is x flattened; unsigned flat indices keep numba's
+    negative-index code out of the copy loops."""
     for t in numba.prange(geo.N * geo.Ci):
-        _phase_plane(xf, xq, geo, Hq, Wq, t)
+        _phase_plane(xf, xq, geo, Hq, Wq, pst, nst, np.int64(t))
 
 
 @njit
@@ -411,7 +412,7 @@ def _tile_start(ti, nr, span):
 
 
 @njit
-def _wide_task(xq, img, gsz, Wp, offs, bias, yf, geo, Wq, span, tb, task, Yw):
+def _wide_task(xq, img, gsz, Wp, offs, bias, yf, geo, Hq, Wq, span, tb, task, Yw):
     """Task (n, g, block lb of tb tiles) of ``_wide_forward``, into the scratch buffer Yw (nmb*MR, tb*nr)."""
     Co, Cig, kH, kW, Ho, Wo, G = geo.Co, geo.Cig, geo.kH, geo.kW, geo.Ho, geo.Wo, geo.G
     M, K = Co // G, Cig * kH * kW
@@ -432,32 +433,36 @@ def _wide_task(xq, img, gsz, Wp, offs, bias, yf, geo, Wq, span, tb, task, Yw):
         for mb in range(nmb):
             _micro_rows(K, Wp, (g * nmb + mb) * K * _MR, xq, offs, x0 + p0, Yw, mb * _MR, p0 - w0)
     p_lo, p_hi = t0 * nr, min(span, t1 * nr)  # this task's positions (disjoint between tasks)
-    for oh in range(p_lo // Wq, (p_hi - 1) // Wq + 1):
-        ow_lo, ow_hi = max(0, p_lo - oh * Wq), min(Wo, p_hi - oh * Wq)
-        c = oh * Wq + ow_lo - w0
+    for u in range(p_lo // Wq, (p_hi - 1) // Wq + 1):  # phase rows; Hq of them per image
+        nn, oh = n + u // Hq, u % Hq
+        if oh >= Ho:
+            continue
+        ow_lo, ow_hi = max(0, p_lo - u * Wq), min(Wo, p_hi - u * Wq)
+        c = u * Wq + ow_lo - w0
         for m in range(M):
             b = bias[g * M + m]
-            yq = np.uint64(((n * Co + g * M + m) * Ho + oh) * Wo + ow_lo)
+            yq = np.uint64(((nn * Co + g * M + m) * Ho + oh) * Wo + ow_lo)
             wq = np.uint64(m * ldw + c)
             for j in range(np.uint64(max(0, ow_hi - ow_lo))):
                 yf[yq + j] = Yf[wq + j] + b
 
 
 @pjit
-def _wide_forward(xq, img, gsz, Wp, offs, bias, yf, geo, Wq, span, tb, nchunks):
+def _wide_forward(xq, nimg, img, gsz, Wp, offs, bias, yf, geo, Hq, Wq, span, tb, nchunks):
     """y[n, g] = W_g @ col(x[n, g]) + bias over "wide" output positions p = oh*Wq + ow, p < span (the columns
     ow >= Wo are computed and dropped): column p of tap k is xq[n*img + g*gsz + offs[k] + p]. yf is y flat.
 
     Tasks (n, g, block of tb micro-tile widths of p); each writes its block into a (M, tb*nr) buffer, then
-    the valid columns into y. Every output sums its K products in one fixed order."""
+    the valid columns into y. Every output sums its K products in one fixed order. Batched (nimg = 1): the
+    positions run over all images, Hq phase rows per image."""
     nr = _tile_cols(xq)
     M = geo.Co // geo.G
     nlb = ((span + nr - 1) // nr + tb - 1) // tb
-    ntask = geo.N * geo.G * nlb
+    ntask = nimg * geo.G * nlb
     for t in numba.prange(nchunks):
         Yw = np.empty(((M + _MR - 1) // _MR * _MR, tb * nr), xq.dtype)
         for task in range(t * ntask // nchunks, (t + 1) * ntask // nchunks):
-            _wide_task(xq, img, gsz, Wp, offs, bias, yf, geo, Wq, span, tb, task, Yw)
+            _wide_task(xq, img, gsz, Wp, offs, bias, yf, geo, Hq, Wq, span, tb, task, Yw)
 
 
 @njit
@@ -801,35 +806,45 @@ def _conv_wide(x, weight, b, geo, y):
     Wp = np.zeros((G, nmb * _MR, K), x.dtype)
     Wp[:, :M] = weight.reshape(G, M, K)  # (G, M, K), rows zero padded to a multiple of MR
     Wp = np.ascontiguousarray(Wp.reshape(G, nmb, _MR, K).transpose(0, 1, 3, 2))  # (G, nmb, K, MR)
-    xq, img, gsz, offs, Wq, span = _wide_input(x, weight, geo)
     nr = _nr(x.dtype)
+    Hq, Wq = -(-(geo.H + 2 * geo.ph) // geo.sh), -(-(geo.W + 2 * geo.pw) // geo.sw)
+    span = (geo.Ho - 1) * Wq + geo.Wo
+    # batched positions (all images in one run of positions) when per-image tile rounding wastes more
+    batched = N > 1 and -(-((N - 1) * Hq * Wq + span) // nr) < 0.9 * N * -(-span // nr)
+    xq, img, gsz, offs, Wq, span = _wide_input(x, weight, geo, batched=batched)
+    nimg = 1 if batched else N
     ntiles = -(-span // nr)
     # blocks of tiles per task: enough tasks for the threads, and the task's (M, tb*nr) buffer within ~L2/2
-    nlb = min(ntiles, -(-_MIN_TASKS // (N * G)))
+    nlb = min(ntiles, -(-_MIN_TASKS // (nimg * G)))
     tb = min(-(-ntiles // nlb), max(1, _PANEL_BYTES * 2 // (nmb * _MR * nr * x.itemsize)))
-    ntask = N * G * -(-ntiles // tb)
-    _wide_forward(xq, img, gsz, Wp.reshape(-1), offs, b, y.reshape(-1), geo, Wq, span, tb, _chunks(ntask))
+    ntask = nimg * G * -(-ntiles // tb)
+    _wide_forward(xq, nimg, img, gsz, Wp.reshape(-1), offs, b, y.reshape(-1), geo, Hq, Wq, span, tb,
+                  _chunks(ntask))
     return y
 
 
-def _wide_input(x, weight, geo):
+def _wide_input(x, weight, geo, batched=False):
     """Input of the wide path: (xq flat, elements per image, per group, tap offsets (K,) int64, phase row
-    pitch Wq, wide span (Ho-1)*Wq + Wo). xq is x itself for stride 1 and no padding, else the padded,
-    phase-split copy (``_phase_split``), with a zeroed tail when a single tile is wider than the span."""
+    pitch Wq, wide span). Per image the span is (Ho-1)*Wq + Wo; batched, the images follow each other
+    (Hq*Wq positions apart) in one span, and "per image" is the whole batch. xq is x itself for stride 1 and
+    no padding (per image), else the padded, phase-split copy (``_phase_split``), with a zeroed tail when a
+    single tile is wider than the span."""
     N, Ci, Cig, kH, kW = geo.N, geo.Ci, geo.Cig, geo.kH, geo.kW
     sh, sw, dh, dw = geo.sh, geo.sw, geo.dh, geo.dw
     Hq, Wq = -(-(geo.H + 2 * geo.ph) // sh), -(-(geo.W + 2 * geo.pw) // sw)
+    pst = Hq * Wq * (N if batched else 1)  # between the (channel, phase) planes
     c, i, j = (a.reshape(-1) for a in np.indices((Cig, kH, kW)))  # tap k = (c, i, j), weight's order
-    offs = ((((c * sh + i * dh % sh) * sw + j * dw % sw) * Hq + i * dh // sh) * Wq + j * dw // sw).astype(np.int64)
-    span = (geo.Ho - 1) * Wq + geo.Wo
+    offs = (((c * sh + i * dh % sh) * sw + j * dw % sw) * pst + i * dh // sh * Wq + j * dw // sw).astype(np.int64)
+    span = (geo.Ho - 1) * Wq + geo.Wo + ((N - 1) * Hq * Wq if batched else 0)
     nr = _nr(x.dtype)
-    img, gsz = Ci * sh * sw * Hq * Wq, Cig * sh * sw * Hq * Wq
-    if span >= nr and sh == sw == 1 and geo.ph == geo.pw == 0:
+    img, gsz = Ci * sh * sw * pst, Cig * sh * sw * pst
+    nimg = 1 if batched else N
+    if span >= nr and sh == sw == 1 and geo.ph == geo.pw == 0 and not batched:
         return x.reshape(-1), img, gsz, offs, Wq, span
     tail = 0 if span >= nr else max(0, (geo.G - 1) * gsz + int(offs.max()) + nr - img)
-    xq = np.empty(N * img + tail, x.dtype)
-    xq[N * img:] = 0.0
-    _phase_split(x.reshape(-1), xq, geo, Hq, Wq)
+    xq = np.empty(nimg * img + tail, x.dtype)
+    xq[nimg * img:] = 0.0
+    _phase_split(x.reshape(-1), xq, geo, Hq, Wq, pst, Hq * Wq if batched else img)
     return xq, img, gsz, offs, Wq, span
 
 

@@ -37,6 +37,10 @@ CASES = {
     "wide_lenet_conv2": (3, 6, 14, 14, 16, 5, 5, 1, 0, 1, 1),
     "wide_stride3_dilated_groups": (2, 6, 23, 19, 9, 3, 2, (3, 2), (2, 1), (2, 3), 3),
     "wide_stride2_batch1": (1, 4, 30, 26, 10, 3, 3, 2, 1, 1, 1),
+    # batched wide positions (images one after another in one run of positions: less tile rounding)
+    "wide_batched_stride2": (3, 4, 16, 14, 20, 3, 3, 2, 1, 1, 1),
+    "wide_batched_1x1": (4, 6, 7, 7, 9, 1, 1, 1, 0, 1, 1),
+    "wide_groups_dilated_pad_pairs": (3, 4, 9, 10, 6, 3, 2, 1, (2, 1), (2, 3), 2),
     # depthwise planes longer than a register block (AVX-512 path), the last block moved back; strided, dilated
     "depthwise_blocks_mult2": (2, 3, 20, 17, 6, 3, 3, 1, 1, 1, 3),
     "depthwise_blocks_strided_dilated": (1, 4, 25, 23, 4, 3, 3, 2, 1, 2, 4),
@@ -74,7 +78,7 @@ def test_against_torch(name, dtype, rng, torch):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("name", ["dilation_pairs", "groups3", "depthwise_mult2_stride2", "depthwise_unequal_strides",
                                   "reduction_chunks", "wide_in_place_last_tile", "wide_stride3_dilated_groups",
-                                  "wide_stride2_batch1", "depthwise_blocks_mult2", "depthwise_blocks_strided_dilated"])
+                                  "wide_stride2_batch1", "wide_batched_stride2", "depthwise_blocks_mult2", "depthwise_blocks_strided_dilated"])
 def test_fast_matches_reference(name, dtype, rng):
     x, w, b, kw = _arrays(CASES[name], dtype, rng)
     assert_close("forward", conv2d(x, w, b, **kw), conv2d_ref(x, w, b, **kw), dtype)
