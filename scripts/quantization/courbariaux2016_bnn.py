@@ -10,7 +10,7 @@ on their binary GPU kernel than on an unoptimised baseline GPU kernel. Ours: see
 
 Steps: (1) the real-valued twin (784-512-512-10, BatchNorm after every layer, hard-tanh where BNN has Sign, Adam);
 (2) the BNN from the same initialisation and data order (Algorithm 1: Sign weights and activations, the
-hard-tanh STE, latent weights clipped to [-1, 1], Glorot learning-rate scales, the last BatchNorm output real);
+hard-tanh STE, latent weights clipped to [-1, 1], the last BatchNorm output real);
 (3) its deployment (first layer ``PackedSignLinear``, the others ``BinaryLinear`` XNOR-popcount), checked against
 the float +-1 simulation, with its weight storage and its batch-64 latency against the real-valued twin (one
 thread, paired samples). Writes config.json and results.json.
@@ -114,7 +114,7 @@ def demo(model, data, rng):
     """The demo's budget on the trained LeNet-5 in BNN's order (conv1 -> pool -> BN -> Sign -> conv2 -> pool -> BN
     -> Sign -> fc1 -> BN -> Sign -> fc2 -> BN; the ReLU dropped): all four weights and every hidden activation
     binary, the first layer's input real, trained from the baseline's weights (clipped to [-1, 1]) for 1 epoch on
-    10k images (Adam 1e-3, Glorot-scaled rates); deployed with conv1 on ``PackedSignConv2d`` and conv2, fc1, fc2 on
+    10k images (Adam 1e-3); deployed with conv1 on ``PackedSignConv2d`` and conv2, fc1, fc2 on
     the XNOR-popcount ``BinaryConv2d`` / ``BinaryLinear``."""
     model = bn.binarized(model)
     latent = bn.latent_weights(model)
