@@ -280,6 +280,33 @@ def _micro_gw(N, span, xq, img, x0, offs, k0, B, bimg, b0, out):
             out[r, j] = acc[r, j]
 
 
+@njit(fastmath=_FMA)
+def _micro_gw1(N, span, xq, img, x0, offs, k0, B, bimg, b0, out):
+    """``_micro_gw`` for few output channels: out[r, j] for r < MR*NV taps, j < V (one vector of channels),
+    B rows of V channels; the same accumulator count with no columns wasted when M <= V."""
+    V = _tile_cols(B) // _NV
+    acc = numba.carray(_stack_rows(B, _MR), (_MR * _NV, V))
+    for r in range(_MR * _NV):
+        for j in range(V):
+            acc[r, j] = 0.0
+    arow = numba.carray(_stack_rows(B, 1), (_MR * _NV,))  # nr >= MR*NV for both tiles and dtypes
+    for n in range(N):
+        xb = x0 + n * img
+        bb = b0 + n * bimg
+        for p in range(span):
+            for r in range(_MR * _NV):
+                arow[r] = xq[xb + offs[k0 + r] + p]
+            q = bb + p * V
+            brow = B[q:q + V]
+            for j in range(V):
+                b = brow[j]
+                for r in range(_MR * _NV):
+                    acc[r, j] += arow[r] * b
+    for r in range(_MR * _NV):
+        for j in range(V):
+            out[r, j] = acc[r, j]
+
+
 @njit
 def _add_tile(C, m0, out, first):
     """C[m0:m0+MR] = out (first reduction chunk) or += out (the next ones, in order)."""
@@ -466,11 +493,10 @@ def _wide_forward(xq, nimg, img, gsz, Wp, offs, bias, yf, geo, Hq, Wq, span, tb,
 
 
 @njit
-def _wide_dyt_plane(go, B, geo, Wq, span, t):
+def _wide_dyt_plane(go, B, geo, Wq, span, nr, t):
     """Plane t = n*Co + co of ``_wide_dyt``."""
     Co, Ho, Wo, G = geo.Co, geo.Ho, geo.Wo, geo.G
     M = Co // G
-    nr = _tile_cols(B)
     nmb = (M + nr - 1) // nr
     n, co = divmod(t, Co)
     g, m = divmod(co, M)
@@ -483,41 +509,46 @@ def _wide_dyt_plane(go, B, geo, Wq, span, t):
 
 
 @pjit
-def _wide_dyt(go, B, geo, Wq, span):
+def _wide_dyt(go, B, geo, Wq, span, nr):
     """B[n, g, m // nr, oh*Wq + ow, m % nr] = go[n, g*M + m, oh, ow] into zeros (B flat): grad_output as rows of
     nr output channels per wide position, zero at the dropped positions and past M."""
     for t in numba.prange(geo.N * geo.Co):
-        _wide_dyt_plane(go, B, geo, Wq, span, np.int64(t))
+        _wide_dyt_plane(go, B, geo, Wq, span, nr, np.int64(t))
 
 
 @njit
-def _wide_grad_w_task(xq, img, gsz, offs, B, dw, geo, span, task, out):
-    """Task (g, block kb of MR taps, block mb of nr output channels) of ``_wide_grad_w``; out is scratch."""
+def _wide_grad_w_task(xq, img, gsz, offs, B, dw, geo, span, narrow, task, out):
+    """Task (g, block kb of mr taps, block mb of nr output channels) of ``_wide_grad_w``; out is scratch."""
     N, Co, Cig, kH, kW, G = geo.N, geo.Co, geo.Cig, geo.kH, geo.kW, geo.G
     M, K = Co // G, Cig * kH * kW
-    nr = _tile_cols(B)
-    nmb, nkb = (M + nr - 1) // nr, (K + _MR - 1) // _MR
+    nr, mr = (_tile_cols(B) // _NV, _MR * _NV) if narrow else (_tile_cols(B), _MR)
+    nmb, nkb = (M + nr - 1) // nr, (K + mr - 1) // mr
     g, rest = divmod(task, nkb * nmb)
     kb, mb = divmod(rest, nmb)
-    k0 = kb * _MR
-    _micro_gw(N, span, xq, img, g * gsz, offs, k0, B, G * nmb * span * nr, (g * nmb + mb) * span * nr, out)
-    for r in range(min(_MR, K - k0)):
+    k0 = kb * mr
+    if narrow:
+        out = out.reshape((mr, nr))
+        _micro_gw1(N, span, xq, img, g * gsz, offs, k0, B, G * nmb * span * nr, (g * nmb + mb) * span * nr, out)
+    else:
+        _micro_gw(N, span, xq, img, g * gsz, offs, k0, B, G * nmb * span * nr, (g * nmb + mb) * span * nr, out)
+    for r in range(min(mr, K - k0)):
         for j in range(min(nr, M - mb * nr)):
             dw[g * M + mb * nr + j, k0 + r] = out[r, j]
 
 
 @pjit
-def _wide_grad_w(xq, img, gsz, offs, B, dw, geo, span, nchunks):
+def _wide_grad_w(xq, img, gsz, offs, B, dw, geo, span, narrow, nchunks):
     """dW[g*M + m, k] = sum_n sum_{p < span} xq[n*img + g*gsz + offs[k] + p] * B[n, g, m // nr, p, m % nr] over
     wide positions (B zero where p is not an output): no im2col panel, the taps are read in place. Tasks
-    (g, block of MR taps, block of nr channels); each output sums over (n, p) in one fixed order."""
+    (g, block of MR taps, block of nr channels), or narrow (few channels: MR*NV taps, one vector of channels);
+    each output sums over (n, p) in one fixed order."""
     M, K = geo.Co // geo.G, geo.Cig * geo.kH * geo.kW
-    nr = _tile_cols(B)
-    ntask = geo.G * ((K + _MR - 1) // _MR) * ((M + nr - 1) // nr)
+    nr, mr = (_tile_cols(B) // _NV, _MR * _NV) if narrow else (_tile_cols(B), _MR)
+    ntask = geo.G * ((K + mr - 1) // mr) * ((M + nr - 1) // nr)
     for t in numba.prange(nchunks):
-        out = np.empty((_MR, nr), B.dtype)
+        out = np.empty((_MR, _tile_cols(B)), B.dtype)
         for task in range(t * ntask // nchunks, (t + 1) * ntask // nchunks):
-            _wide_grad_w_task(xq, img, gsz, offs, B, dw, geo, span, task, out)
+            _wide_grad_w_task(xq, img, gsz, offs, B, dw, geo, span, narrow, task, out)
 
 
 @njit
@@ -886,10 +917,14 @@ def conv2d_backward(grad_output, x, weight, stride=1, padding=0, dilation=1, gro
         _gemm_grad_x(go.reshape(N, Co, L), w2, gx, geo, ncb, _chunks(N * G * ncb))
     # grad W on wide positions against the forward's input layout, taps read in place
     xq, img, gsz, offs, Wq, span = _wide_input(x, weight, geo)
-    offs = np.concatenate([offs, np.zeros(-K % _MR, np.int64)])  # taps padded to a multiple of MR
-    nr = _nr(x.dtype)
-    nmb = -(-(Co // G) // nr)
-    B = np.zeros(N * G * nmb * span * nr, x.dtype)  # (N, G, nmb, span, nr)
-    _wide_dyt(go, B, geo, Wq, span)
-    _wide_grad_w(xq, img, gsz, offs, B, gw, geo, span, _chunks(G * -(-K // _MR) * nmb))
+    offs = np.concatenate([offs, np.zeros(-K % (_MR * _NV), np.int64)])  # taps padded to a multiple of MR*NV
+    M, nr, V = Co // G, _nr(x.dtype), _nr(x.dtype) // _NV
+    # few channels on AVX-512: tiles one vector wide (AVX2 has no broadcast folded into the FMA, and there the
+    # narrow tile was slower: 12 broadcasts per 12 FMAs)
+    narrow = _AVX512 and -(-M // V) * V <= 0.75 * -(-M // nr) * nr
+    nw, mr = (V, _MR * _NV) if narrow else (nr, _MR)
+    nmb = -(-M // nw)
+    B = np.zeros(N * G * nmb * span * nw, x.dtype)  # (N, G, nmb, span, nw)
+    _wide_dyt(go, B, geo, Wq, span, nw)
+    _wide_grad_w(xq, img, gsz, offs, B, gw, geo, span, narrow, _chunks(G * -(-K // mr) * nmb))
     return gx, gw.reshape(weight.shape), gb
