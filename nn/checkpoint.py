@@ -161,11 +161,27 @@ def restore_rng(state: dict, rng: np.random.Generator | None = None) -> np.rando
 
 
 # ---------------------------------------------------------------------------------------------------- save
+def _zoo_fits(model: Module, arch: dict) -> bool:
+    """Does the plain zoo build of ``arch`` (no edits) have ``model``'s parameters and buffers (names, kinds,
+    shapes)? False for a zoo model whose layers were swapped without recording an edit (e.g. for deployed
+    fixed-point or binary layers), whose ``arch`` a copy still carries. A recipe the zoo cannot build is kept
+    as it was given (loading then reports it)."""
+    from nn import models  # imported here: models import the layers, checkpoints need none of them
+    try:
+        built = models.build(arch["name"], **dict(arch.get("kwargs", {})))
+    except (KeyError, TypeError, ValueError):
+        return True
+    def rows(m):
+        return [r[:3] for r in model_layout(m) if r[1] != "mask"]
+    return rows(built) == rows(model)
+
+
 def recipe(model: Module) -> dict | None:
-    """What rebuilds ``model``: its zoo recipe ``model.arch`` if set, else ``{"spec": nn.spec.describe(model)}``,
-    or None if the model holds something a spec cannot describe (then load it by passing the model)."""
+    """What rebuilds ``model``: its zoo recipe ``model.arch`` if set (and, without recorded edits, if the zoo
+    build still has the model's layout), else ``{"spec": nn.spec.describe(model)}``, or None if the model holds
+    something a spec cannot describe (then load it by passing the model)."""
     arch = getattr(model, "arch", None)
-    if arch is not None:
+    if arch is not None and (arch.get("edits") or _zoo_fits(model, arch)):
         return arch
     try:
         return {"spec": spec.describe(model)}

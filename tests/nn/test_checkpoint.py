@@ -436,3 +436,16 @@ def test_spec_only_without_a_zoo_recipe(tmp_path, rng):
     m = Sequential(Linear(3, 2, rng=rng))
     m[0].hook = print  # a function attribute cannot be described
     assert recipe(m) is None
+
+
+def test_zoo_model_with_swapped_layers_saves_a_spec_not_its_stale_recipe(tmp_path):
+    """A copy of a zoo model keeps ``arch``; once a layer is swapped without a recorded edit (a deployed layer),
+    the zoo recipe no longer fits, so the checkpoint holds the module-tree spec and rebuilds the swapped model."""
+    from nn.binary import BinaryLinear
+    from nn.models import build
+    model = build("lenet_300_100", rng=np.random.default_rng(0))
+    model._modules["1"] = BinaryLinear.from_float(model._modules["1"])
+    ck = load_checkpoint(save_checkpoint(tmp_path / "swapped.h5", model))
+    assert "spec" in ck.arch and isinstance(ck.model._modules["1"], BinaryLinear)
+    x = np.random.default_rng(1).standard_normal((3, 1, 28, 28)).astype(np.float32)
+    np.testing.assert_array_equal(ck.model.eval()(x), model.eval()(x))
