@@ -98,7 +98,7 @@ def test_xnor_scales_beat_plain_sign_and_deployed_xnor_gives_the_simulations_pre
     assert agree >= 0.999, agree
     # float32 sums of 500 and 800 +-alpha terms vs exact integers: nearly every logit agrees to rounding; a few
     # differ more where a pre-sign activation of the float simulation rounds across 0 on one ISA and not the
-    # other (max difference 0.08 on the AVX2 path, with 100% of predictions equal), so the bound is on the fraction
+    # other (max difference 0.08 on the AVX2 path, where the prediction check above passes), so the bound is on the fraction
     close = np.isclose(dep, sim, rtol=2e-3, atol=3e-3)
     assert close.mean() >= 0.999, (close.mean(), float(np.abs(dep - sim).max()))
     print(f"XNOR-Net {xnor_acc:.4f}, plain sign {sign_acc:.4f}, deployed agrees on {agree:.2%}")
